@@ -1,0 +1,5 @@
+import sys
+
+from vtrain.cli import main
+
+sys.exit(main())

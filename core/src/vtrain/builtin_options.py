@@ -1,0 +1,136 @@
+"""The core's own configuration keys (plugins declare theirs through ``add_options``)."""
+
+from __future__ import annotations
+
+from vtrain.options import OptionsRegistry
+
+LR_SCHEDULERS = (
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+)
+
+_DATA = "data layer (issue 4): set datasets up in data_backend_config once it lands"
+_SERVICES = "run services (issue 5)"
+
+
+def declare_core_options(reg: OptionsRegistry) -> None:
+    """Declare every key the core owns."""
+    model = {"category": "model"}
+    reg.add("model_family", "str", None, "The model family to train (an installed family plugin, e.g. ltxvideo).", **model)
+    reg.add("model_type", "str", "lora", "Train an adapter (lora) or every weight (full).", choices=("lora", "full"), **model)
+    reg.add("pretrained_model_name_or_path", "str", None,
+            "Hub id or local folder of the base model, in the family's diffusers layout.", **model)
+    reg.add("base_model_default_dtype", "str", "bf16",
+            "dtype the frozen base weights are loaded in.", choices=("bf16", "fp16", "fp32"), **model)
+    reg.add("lora_type", "str", "standard", "Adapter kind: standard (peft LoRA) or lycoris.",
+            choices=("standard", "lycoris"), **model)
+    reg.add("lora_rank", "int", 16, "LoRA rank.", minimum=1, **model)
+    reg.add("lora_alpha", "float", None, "LoRA alpha; unset means equal to lora_rank (scale 1).", minimum=0, **model)
+    reg.add("lora_dropout", "float", 0.0, "Dropout on the LoRA path.", minimum=0, maximum=1, **model)
+    reg.add("lycoris_config", "path", None, "JSON file with the LyCORIS algorithm and its settings (lora_type=lycoris).", **model)
+    reg.add("gradient_checkpointing", "bool", False,
+            "Recompute activations in the backward pass to save memory (the family applies it).", **model)
+
+    run = {"category": "run"}
+    reg.add("output_dir", "path", "output", "Where checkpoints, validation media and the final model go.", **run)
+    reg.add("seed", "int", 42, "Seed for python, numpy and torch; each rank adds its index.", **run)
+    reg.add("max_train_steps", "int", 0, "Optimizer updates to run; 0 means use num_train_epochs.", minimum=0, **run)
+    reg.add("num_train_epochs", "int", 1, "Passes over the data when max_train_steps is 0.", minimum=0, **run)
+    reg.add("ignore_final_epochs", "bool", False,
+            "Let max_train_steps alone govern the run length: epoch counts never end it.", **run)
+    reg.add("train_batch_size", "int", 1, "Samples per batch on each process.", minimum=1, **run)
+    reg.add("gradient_accumulation_steps", "int", 1, "Batches accumulated per optimizer update.", minimum=1, **run)
+    reg.add("mixed_precision", "str", "bf16", "Autocast precision for the forward pass.", choices=("no", "fp16", "bf16"), **run)
+    reg.add("max_grad_norm", "float", 2.0, "Gradient clipping threshold; 0 turns clipping off.", minimum=0, **run)
+    reg.add("grad_clip_method", "str", "value",
+            "value: clip each gradient element to +-max_grad_norm; norm: clip the global norm.",
+            choices=("value", "norm"), **run)
+    reg.add("checkpoint_step_interval", "int", 0, "Write a resumable checkpoint every N updates (0: only at the end).",
+            minimum=0, **run)
+    reg.add("checkpoints_total_limit", "int", None, "Keep at most this many checkpoints (oldest removed first).",
+            minimum=1, **run)
+    reg.add("resume_from_checkpoint", "str", None,
+            "latest (newest checkpoint in output_dir; a fresh output_dir starts from scratch) or a checkpoint path.", **run)
+    reg.add("dataloader_num_workers", "int", 0, "Worker processes that read samples (0: the main process).",
+            minimum=0, **run)
+
+    opt = {"category": "optimizer"}
+    reg.add("optimizer", "str", "adamw", "Optimizer name from the optimizer registry (see `vtrain plugins`).", **opt)
+    reg.add("optimizer_config", "str", None,
+            "Extra optimizer arguments: a JSON object or key=value pairs separated by commas.", **opt)
+    reg.add("learning_rate", "float", 1e-4, "Peak learning rate.", minimum=0, **opt)
+    reg.add("adam_beta1", "float", 0.9, "First-moment decay of Adam-style optimizers.", minimum=0, maximum=1, **opt)
+    reg.add("adam_beta2", "float", 0.999, "Second-moment decay of Adam-style optimizers.", minimum=0, maximum=1, **opt)
+    reg.add("adam_weight_decay", "float", 1e-2, "Decoupled weight decay.", minimum=0, **opt)
+    reg.add("adam_epsilon", "float", 1e-8, "Adam epsilon.", minimum=0, **opt)
+    reg.add("lr_scheduler", "str", "constant", "Learning-rate schedule (diffusers' names).", choices=LR_SCHEDULERS, **opt)
+    reg.add("lr_warmup_steps", "int", 0,
+            "Linear warm-up updates; larger than max_train_steps is legal (the warm-up never finishes).", minimum=0, **opt)
+    reg.add("lr_num_cycles", "float", 1, "Cycles for cosine_with_restarts (and half-cycles for cosine).", minimum=0, **opt)
+    reg.add("lr_power", "float", 1.0, "Power of the polynomial schedule.", minimum=0, **opt)
+
+    loss = {"category": "objective"}
+    reg.add("flow_schedule_shift", "float", None,
+            "Shift the training timesteps of flow-matching models: sigma' = s*sigma/(1+(s-1)*sigma). "
+            "Unset: no shift (logit-normal sampling).", minimum=0, **loss)
+    reg.add("flow_schedule_auto_shift", "bool", False,
+            "Resolution-dependent shift computed from the number of latent tokens (bigger samples, bigger shift).", **loss)
+    reg.add("flow_sigma_sampling", "str", "logit_norm", "How training sigmas are drawn before the shift.",
+            choices=("logit_norm", "uniform"), **loss)
+    reg.add("flow_logit_mean", "float", 0.0, "Mean of the logit-normal sigma distribution.", **loss)
+    reg.add("flow_logit_std", "float", 1.0, "Standard deviation of the logit-normal sigma distribution.", minimum=0, **loss)
+    reg.add("use_masked_loss", "bool", False, "Weight the loss by a per-sample mask (where the family supports it).", **loss)
+
+    val = {"category": "validation"}
+    reg.add("validation_step_interval", "int", 0, "Validate every N updates and at the end (0: never).", minimum=0, **val)
+    reg.add("validation_prompt", "str", None, "The main validation prompt.", **val)
+    reg.add("user_prompt_library", "path", None, "JSON file of nickname -> prompt; each nickname names its output file.", **val)
+    reg.add("validation_prompt_library", "bool", False, "Also render the built-in set of varied prompts (a collapse check).",
+            **val)
+    reg.add("validation_negative_prompt", "str", "", "Negative prompt for classifier-free guidance.", **val)
+    reg.add("validation_guidance", "float", 3.0, "Classifier-free guidance scale.", minimum=0, **val)
+    reg.add("validation_num_inference_steps", "int", 25, "Sampling steps for validation.", minimum=1, **val)
+    reg.add("validation_seed", "int", 42, "Seed for validation noise, so validations are comparable.", **val)
+    reg.add("validation_resolution", "list", ["768x512"], "Comma-separated WIDTHxHEIGHT sizes to validate at.", **val)
+    reg.add("validation_num_video_frames", "int", None, "Frames of validation videos (unset: the family's default).",
+            minimum=1, **val)
+    reg.add("disable_benchmark", "bool", False,
+            "Skip rendering the validation prompts with the untrained model before the first update.", **val)
+
+    data = {"category": "data", "status": "planned", "planned_note": _DATA}
+    reg.add("data_backend_config", "path", None, "JSON list of dataset definitions (SimpleTuner's multidatabackend.json).",
+            **data)
+    reg.add("caption_dropout_probability", "float", 0.0, "Probability of training a sample on the empty prompt.",
+            minimum=0, maximum=1, **data)
+    reg.add("resolution", "float", None, "Default dataset resolution (see resolution_type).", **data)
+    reg.add("resolution_type", "str", None, "Default resolution type: pixel_area or pixel.", **data)
+    reg.add("aspect_bucket_rounding", "int", None, "Decimal places of aspect-ratio bucket keys.", **data)
+    reg.add("minimum_image_size", "float", None, "Skip inputs smaller than this.", **data)
+    reg.add("maximum_image_size", "float", None, "Shrink inputs larger than this.", **data)
+    reg.add("target_downsample_size", "float", None, "Size very large inputs are shrunk to before cropping.", **data)
+    reg.add("disable_bucket_pruning", "bool", False, "Keep samples that do not fill a whole batch of their bucket.", **data)
+    reg.add("vae_batch_size", "int", 4, "Samples per VAE call while caching latents.", minimum=1, **data)
+    reg.add("compress_disk_cache", "bool", False, "Compress cached latents and embeddings.", **data)
+    reg.add("delete_problematic_images", "bool", False, "Delete unreadable files instead of skipping them.", **data)
+    reg.add("offload_during_startup", "bool", False,
+            "While caches are built, keep only the encoder in use on the accelerator.", **data)
+
+    services = {"category": "services", "status": "planned", "planned_note": _SERVICES}
+    reg.add("report_to", "str", "none", "Trackers: wandb, tensorboard, none (comma-separated for several).", **services)
+    reg.add("tracker_project_name", "str", None, "Tracker project.", **services)
+    reg.add("tracker_run_name", "str", None, "Tracker run name.", **services)
+    reg.add("push_to_hub", "bool", False, "Upload the final model and a model card to the hub.", **services)
+    reg.add("push_checkpoints_to_hub", "bool", False, "Upload every checkpoint too.", **services)
+    reg.add("hub_model_id", "str", None, "Hub repository for uploads.", **services)
+    reg.add("webhook_config", "json", None, "Webhook targets (a JSON object/list or a path to one).", **services)
+    reg.add("use_ema", "bool", False, "Keep an exponential moving average of the trainable weights.", **services)
+    reg.add("ema_decay", "float", 0.995, "EMA decay.", **services)
+    reg.add("ema_update_interval", "int", None, "Update the EMA every N updates.", **services)
+    reg.add("ema_validation", "str", "none", "Validate with the EMA weights: none, ema_only, comparison.", **services)
+    reg.add("ema_device", "str", "cpu", "Where the EMA weights live: cpu or accelerator.", **services)
+    reg.add("validation_preview", "bool", False, "Stream intermediate decodes through the webhook.", **services)
+    reg.add("validation_preview_steps", "int", 1, "Preview every N sampling steps.", **services)

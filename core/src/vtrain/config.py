@@ -1,0 +1,201 @@
+"""Reading configuration: SimpleTuner-style ``config.json`` files, overrides, provenance.
+
+Values come in layers (defaults < config file < overrides). Every key is checked against the
+options registry and every problem is collected, so the user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtrain import catalog
+from vtrain.errors import ConfigError, Problem, ProblemCollector
+from vtrain.options import CoercionError, OptionsRegistry
+
+FAMILY_KEY = "model_family"
+
+
+def normalise_key(key: str) -> str:
+    """``--learning-rate`` and ``learning_rate`` name the same option."""
+    return key.strip().lstrip("-").replace("-", "_")
+
+
+def read_json_file(path: str | Path, what: str = "config file") -> Any:
+    """Read a JSON file, turning a missing file or a syntax error into a :class:`ConfigError`."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError([Problem(str(file), f"{what} not found", "check the path (relative paths start at the current directory)")])
+    if file.is_dir():
+        raise ConfigError([Problem(str(file), f"{what} is a directory, expected a JSON file")])
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([Problem(str(file), f"{what} is not UTF-8 text")]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [Problem(str(file), f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                     "fix the JSON syntax (a trailing comma is a common cause)")]
+        ) from None
+
+
+@dataclass(frozen=True)
+class ConfigLayer:
+    """One source of values: its name (for provenance) and its raw key/value pairs."""
+
+    source: str
+    values: Mapping[str, Any]
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ConfigLayer:
+        data = read_json_file(path)
+        if not isinstance(data, dict):
+            raise ConfigError([Problem(str(path), f"expected a JSON object of key/value pairs, got {type(data).__name__}")])
+        return cls(str(path), data)
+
+
+def parse_cli_overrides(args: Iterable[str]) -> dict[str, Any]:
+    """Read ``--key value``, ``--key=value`` and bare ``--flag`` (true) pairs."""
+    items = list(args)
+    result: dict[str, Any] = {}
+    index = 0
+    while index < len(items):
+        token = items[index]
+        if not token.startswith("--"):
+            raise ConfigError([Problem(f"command line: {token!r}", "expected --key value", "write options as --key value or --key=value")])
+        if "=" in token:
+            key, value = token.split("=", 1)
+            index += 1
+        elif index + 1 < len(items) and not items[index + 1].startswith("--"):
+            key, value = token, items[index + 1]
+            index += 2
+        else:
+            key, value = token, "true"
+            index += 1
+        result[normalise_key(key)] = value
+    return result
+
+
+@dataclass
+class ResolvedConfig(Mapping[str, Any]):
+    """The run's configuration: every declared key with its typed value and where it came from.
+
+    Read values as ``config.learning_rate`` or ``config["learning_rate"]``.
+    """
+
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(f"no option named {name!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, "default")
+
+    def explicitly_set(self, key: str) -> bool:
+        return self.source(key) != "default"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in sorted(self.values.items())}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def resolve_config(
+    registry: OptionsRegistry,
+    layers: Iterable[ConfigLayer],
+    families: Iterable[str],
+) -> ResolvedConfig:
+    """Validate and merge ``layers`` over the registry's defaults.
+
+    Raises :class:`ConfigError` listing every problem: unknown keys (with close matches), keys of
+    plugins that are not installed (naming the distribution), wrong types or ranges, keys of
+    features not built yet, keys that belong to another family.
+    """
+    problems = ProblemCollector()
+    values: dict[str, Any] = {option.name: option.default for option in registry}
+    sources: dict[str, str] = {}
+    for layer in layers:
+        for raw_key, raw_value in layer.values.items():
+            key = normalise_key(raw_key)
+            where = f"{layer.source}: {key}"
+            if key not in registry:
+                _report_unknown_key(problems, registry, key, where)
+                continue
+            try:
+                values[key] = registry[key].coerce(raw_value)
+            except CoercionError as exc:
+                problems.add(where, str(exc), _type_fix(registry, key))
+                continue
+            sources[key] = layer.source
+
+    family = values.get(FAMILY_KEY)
+    known_families = sorted(families)
+    if not family:
+        problems.add(FAMILY_KEY, "no model family chosen",
+                     f"set model_family (or --family); installed families: {', '.join(known_families) or 'none'}")
+    elif family not in known_families:
+        dist = catalog.distribution_for_family(family)
+        if dist:
+            problems.add(f"{sources.get(FAMILY_KEY, 'config')}: {FAMILY_KEY}",
+                         f"family {family!r} is provided by the plugin distribution {dist}, which is not installed",
+                         f"pip install {dist}")
+        else:
+            close = ", ".join(_close(family, known_families)) or ", ".join(known_families) or "none"
+            problems.add(f"{sources.get(FAMILY_KEY, 'config')}: {FAMILY_KEY}", f"unknown model family {family!r}",
+                         f"installed families: {close}")
+
+    for key, source in sources.items():
+        option = registry[key]
+        where = f"{source}: {key}"
+        if option.status == "planned" and values[key] != option.default:
+            problems.add(where, f"not supported yet: {option.planned_note or 'this feature is planned'}",
+                         f"remove the key or set it to its default ({option.default!r})")
+        if option.families is not None and family and family in known_families and family not in option.families:
+            problems.add(where, f"applies only to the {', '.join(option.families)} famil{'y' if len(option.families) == 1 else 'ies'}, "
+                                f"not to {family!r}", "remove the key")
+    problems.raise_if_any()
+    return ResolvedConfig(values, sources)
+
+
+def _close(word: str, pool: Iterable[str]) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(word, list(pool), n=3, cutoff=0.5)
+
+
+def _report_unknown_key(problems: ProblemCollector, registry: OptionsRegistry, key: str, where: str) -> None:
+    dist = catalog.distribution_for_key(key)
+    if dist:
+        problems.add(where, f"this key belongs to the plugin distribution {dist}, which is not installed (or is blocked)",
+                     f"pip install {dist}, or remove the key")
+        return
+    matches = registry.close_matches(key)
+    fix = f"did you mean {' or '.join(matches)}?" if matches else "see docs/options.md for every key"
+    problems.add(where, "unknown key", fix)
+
+
+def _type_fix(registry: OptionsRegistry, key: str) -> str:
+    option = registry[key]
+    if option.choices:
+        return f"use one of: {', '.join(map(str, option.choices))}"
+    return f"{key} takes a {option.kind} value (default {option.default!r})"

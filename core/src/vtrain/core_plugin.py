@@ -1,0 +1,204 @@
+"""The core's own plugin: its options, the torch optimizers, config checks, and the ``trylast``
+implementations of the model hooks that delegate to the selected :class:`ModelFamily`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain.builtin_options import declare_core_options
+from vtrain.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.errors import ProblemCollector
+    from vtrain.family import ModelBundle, ModelFamily, TrainState
+    from vtrain.options import OptionsRegistry
+
+
+class CorePlugin:
+    """Registered first, under the name ``core``; holds the run's family table for delegation."""
+
+    name = "core"
+
+    def __init__(self, families: Mapping[str, ModelFamily]) -> None:
+        self.families = families
+
+    def _family(self, name: str) -> ModelFamily:
+        return self.families[name]
+
+    # -- declarations -------------------------------------------------------------------------
+
+    @hookimpl
+    def add_options(self, registry: OptionsRegistry) -> None:
+        declare_core_options(registry)
+
+    @hookimpl
+    def register_optimizers(self, register: Callable[..., None]) -> None:
+        register("adamw", _torch_adamw, help="torch.optim.AdamW (fused where the device supports it).")
+        register("sgd", _torch_sgd, help="torch.optim.SGD with momentum=adam_beta1.")
+
+    @hookimpl
+    def validate_config(self, config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
+        if config.max_train_steps == 0 and config.num_train_epochs == 0:
+            problems.add("max_train_steps", "both max_train_steps and num_train_epochs are 0: the run has no length",
+                         "set max_train_steps (updates) or num_train_epochs")
+        if config.use_masked_loss and not family.traits.supports_masked_loss:
+            problems.add("use_masked_loss", f"masked loss is not supported by the {family.name!r} family",
+                         "remove use_masked_loss")
+        if config.lora_type == "lycoris" and not config.lycoris_config:
+            problems.add("lycoris_config", "lora_type=lycoris needs lycoris_config (a JSON file)",
+                         "set lycoris_config to the LyCORIS settings file")
+        if config.model_type == "full" and config.explicitly_set("lora_type"):
+            problems.add("lora_type", "model_type=full trains every weight: lora_type has no effect",
+                         "remove lora_type or use model_type=lora")
+        if config.flow_schedule_auto_shift and config.flow_schedule_shift is not None:
+            problems.add("flow_schedule_auto_shift", "flow_schedule_auto_shift and flow_schedule_shift contradict each other",
+                         "set only one of them")
+        for path_key in ("user_prompt_library", "lycoris_config"):
+            value = config[path_key]
+            if value and not Path(value).is_file():
+                problems.add(path_key, f"file not found: {value}", "check the path (relative to the current directory)")
+        if config.user_prompt_library and Path(config.user_prompt_library).is_file():
+            _check_prompt_library(Path(config.user_prompt_library), problems)
+        if config.optimizer_config:
+            try:
+                parse_optimizer_config(config.optimizer_config)
+            except ValueError as exc:
+                problems.add("optimizer_config", str(exc), 'use a JSON object or key=value pairs, e.g. "betas=(0.9,0.99),eps=1e-8"')
+        resume = config.resume_from_checkpoint
+        if resume and resume != "latest" and not Path(resume).is_dir():
+            problems.add("resume_from_checkpoint", f"checkpoint folder not found: {resume}",
+                         "use latest, or the path of a checkpoint-<step> folder")
+        for size in config.validation_resolution:
+            if not _parse_size(size):
+                problems.add("validation_resolution", f"{size!r} is not WIDTHxHEIGHT", 'write sizes like "768x512,1280x768"')
+
+    # -- delegation to the family (trylast: any plugin may override or wrap) -------------------
+
+    @hookimpl(trylast=True)
+    def load_model(self, config: ResolvedConfig, family: ModelFamily) -> ModelBundle:
+        return family.load_model(config)
+
+    @hookimpl(trylast=True)
+    def place_model(self, bundle: ModelBundle, device: Any) -> bool:
+        bundle.model.to(device)
+        for module in bundle.extra_trainables.values():
+            module.to(device)
+        return True
+
+    @hookimpl(trylast=True)
+    def add_adapters(self, bundle: ModelBundle, config: ResolvedConfig) -> bool:
+        self._family(bundle.family).add_adapters(bundle, config)
+        return True
+
+    @hookimpl(trylast=True)
+    def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
+        return self._family(bundle.family).encode_batch(bundle, batch, config)
+
+    @hookimpl(trylast=True)
+    def schedule_shift(self, config: ResolvedConfig, sample_shape: tuple[int, ...]) -> float | None:
+        return self._family(config.model_family).schedule_shift(config, sample_shape)
+
+    @hookimpl(trylast=True)
+    def compute_loss(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: TrainState) -> Any:
+        return self._family(bundle.family).compute_loss(bundle, batch, config, state)
+
+    @hookimpl(trylast=True)
+    def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str]) -> Any:
+        return self._family(bundle.family).validate(bundle, config, step, prompts)
+
+    @hookimpl(trylast=True)
+    def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
+        return self._family(bundle.family).save_model(bundle, config, output_dir)
+
+    @hookimpl(trylast=True)
+    def build_dataset(self, bundle: ModelBundle, config: ResolvedConfig, family: ModelFamily) -> Any:
+        from vtrain.errors import ConfigError, Problem
+
+        raise ConfigError([Problem("data_backend_config",
+                                   f"the {family.name!r} family supplies no built-in data and the dataset layer "
+                                   "(data_backend_config) is not built yet",
+                                   "use a family that generates its data, or wait for the data layer")])
+
+
+def _parse_size(text: str) -> tuple[int, int] | None:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def _check_prompt_library(path: Path, problems: ProblemCollector) -> None:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        problems.add(f"user_prompt_library ({path})", f"not valid JSON: {exc.msg} at line {exc.lineno}")
+        return
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        problems.add(f"user_prompt_library ({path})", "expected a JSON object of nickname -> prompt text")
+
+
+def parse_optimizer_config(text: Any) -> dict[str, Any]:
+    """Read ``optimizer_config``: a JSON object, or ``key=value`` pairs separated by commas."""
+    import ast
+    import json
+
+    if isinstance(text, dict):
+        return dict(text)
+    text = str(text).strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from exc
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        return data
+    result: dict[str, Any] = {}
+    depth, current, parts = 0, "", []
+    for char in text:
+        depth += char in "([" and 1 or 0
+        depth -= char in ")]" and 1 or 0
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    for part in parts:
+        if "=" not in part:
+            raise ValueError(f"{part.strip()!r} is not key=value")
+        key, value = part.split("=", 1)
+        try:
+            result[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            result[key.strip()] = value.strip()
+    return result
+
+
+def _torch_adamw(params: Any, config: ResolvedConfig, extra: dict[str, Any]) -> Any:
+    import torch
+
+    kwargs: dict[str, Any] = {
+        "lr": config.learning_rate,
+        "betas": (config.adam_beta1, config.adam_beta2),
+        "weight_decay": config.adam_weight_decay,
+        "eps": config.adam_epsilon,
+    }
+    kwargs.update(extra)
+    return torch.optim.AdamW(params, **kwargs)
+
+
+def _torch_sgd(params: Any, config: ResolvedConfig, extra: dict[str, Any]) -> Any:
+    import torch
+
+    kwargs: dict[str, Any] = {"lr": config.learning_rate, "momentum": config.adam_beta1,
+                              "weight_decay": config.adam_weight_decay}
+    kwargs.update(extra)
+    return torch.optim.SGD(params, **kwargs)

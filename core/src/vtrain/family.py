@@ -1,0 +1,185 @@
+"""The typed objects that cross the hook contract: model families, bundles, losses, artifacts.
+
+Nothing here imports torch at module level, so the CLI can import it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+    from vtrain.config import ResolvedConfig
+
+
+@dataclass(frozen=True)
+class FamilyTraits:
+    """What the model-agnostic core and data layer need to know about a family.
+
+    :param frame_factor: valid frame counts are ``frame_factor * k + frame_offset`` (8k+1 for
+        LTX-Video); 1 and 0 mean "any count".
+    :param frame_offset: see ``frame_factor``.
+    :param spatial_alignment: pixel sizes are rounded to a multiple of this (32 for LTX-Video).
+    :param latent_channels: channels of the latents the family trains on.
+    :param supports_masked_loss: whether a mask-weighted loss is meaningful for this family.
+    :param default_fps: the frame rate validation videos are written at.
+    :param text_max_length: default maximum text-token length for the family's text encoder.
+    """
+
+    frame_factor: int = 1
+    frame_offset: int = 0
+    spatial_alignment: int = 1
+    latent_channels: int = 4
+    supports_masked_loss: bool = True
+    default_fps: int = 24
+    text_max_length: int = 0
+
+
+@dataclass
+class ModelBundle:
+    """Everything a loaded model consists of.
+
+    :param family: the family name.
+    :param model: the denoiser being trained (the module adapters attach to).
+    :param components: frozen parts by name (``vae``, ``text_encoder``, ``tokenizer`` ...).
+    :param noise_scheduler: the family's noise scheduler object (diffusers or its own).
+    :param extra_trainables: further trainable modules owned by plugins (a regulariser's
+        projection head, say). They are optimised and checkpointed with the model, and saved
+        beside (not inside) the final adapter.
+    :param meta: free-form facts (dtype, latent scaling, paths) for summaries and plugins.
+    """
+
+    family: str
+    model: Any
+    components: dict[str, Any] = field(default_factory=dict)
+    noise_scheduler: Any = None
+    extra_trainables: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    runtime_model: Any = None
+
+    def forward_model(self) -> Any:
+        """The module to call in the training forward (the distributed wrapper when there is one)."""
+        return self.runtime_model if self.runtime_model is not None else self.model
+
+    def trainable_named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        """Every trainable parameter, with a stable name (``model.`` or ``<extra name>.`` prefixed)."""
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                yield f"model.{name}", param
+        for key in sorted(self.extra_trainables):
+            for name, param in self.extra_trainables[key].named_parameters():
+                if param.requires_grad:
+                    yield f"{key}.{name}", param
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(total, trainable) parameter counts over the model and the extra trainables."""
+        total = sum(p.numel() for p in self.model.parameters())
+        total += sum(p.numel() for m in self.extra_trainables.values() for p in m.parameters())
+        trainable = sum(p.numel() for _, p in self.trainable_named_parameters())
+        return total, trainable
+
+
+@dataclass
+class LossOutput:
+    """What ``compute_loss`` returns: the total to back-propagate and its named terms.
+
+    Wrappers add terms with :meth:`add_term`; the total is kept equal to the sum of the terms.
+    ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...).
+    """
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def add_term(self, name: str, value: torch.Tensor) -> None:
+        if name in self.terms:
+            raise ValueError(f"loss term {name!r} is already present")
+        self.terms[name] = value
+        self.loss = self.loss + value
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file a run produced (a validation video, an image, a sample tensor) and what it shows."""
+
+    path: Path
+    kind: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainState:
+    """The loop's position, handed to hooks that need to know where the run is.
+
+    :param step: optimizer updates done so far.
+    :param epoch: the current epoch (0-based).
+    :param batch_in_epoch: batches of this epoch consumed so far (this rank's view).
+    :param max_steps: the planned number of updates.
+    :param shift_for: ``shift_for(sample_shape)`` asks the ``schedule_shift`` hook for the
+        timestep shift of a latent sample, so any plugin can override a family's shift.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    max_steps: int = 0
+    shift_for: Any = None
+
+
+@runtime_checkable
+class ModelFamily(Protocol):
+    """A model family: how to load, encode, train, validate and save one kind of model.
+
+    Families are registered through ``register_families``. The core's default implementations
+    of the ``load_model`` .. ``save_model`` hooks delegate to the selected family, so another
+    plugin can override or wrap any step without the family knowing.
+    """
+
+    name: str
+    traits: FamilyTraits
+
+    def load_model(self, config: ResolvedConfig) -> ModelBundle:
+        """Load every part of the model (frozen, on CPU or per ``config``) and return the bundle."""
+
+    def add_adapters(self, bundle: ModelBundle, config: ResolvedConfig) -> None:
+        """Make the trainable part trainable: attach LoRA/LyCORIS, or unfreeze for full training."""
+
+    def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
+        """Turn raw pixels and captions into what ``compute_loss`` consumes (latents, embeddings)."""
+
+    def schedule_shift(self, config: ResolvedConfig, sample_shape: tuple[int, ...]) -> float | None:
+        """The timestep shift for a latent sample of this shape (``None``: no shift)."""
+
+    def compute_loss(
+        self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: TrainState
+    ) -> LossOutput:
+        """The training objective for one batch."""
+
+    def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str]) -> list[Artifact]:
+        """Generate validation media for ``prompts`` (nickname -> prompt) into ``output_dir``."""
+
+    def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
+        """Write the trained adapter or model in a format other tools load; return the paths."""
+
+
+@runtime_checkable
+class HiddenStateCapture(Protocol):
+    """Optional family capability: capture the hidden states of one transformer block.
+
+    Used by regularisers such as CREPA. Inside the context, each training forward stores the
+    output of block ``block_index`` in ``captured.hidden_states`` as ``(batch, frames, tokens_per_frame, dim)``.
+    """
+
+    def capture_hidden_states(self, bundle: ModelBundle, block_index: int) -> AbstractContextManager[Any]: ...
+
+
+@runtime_checkable
+class PreviewDecoder(Protocol):
+    """Optional family capability: a cheap decoder for intermediate validation previews."""
+
+    def preview_decoder(self, bundle: ModelBundle, config: ResolvedConfig) -> Any: ...

@@ -1,0 +1,207 @@
+"""The programmatic entry point: ``Runner.from_config(...).run()``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vtrain.config import ConfigLayer, ResolvedConfig, resolve_config
+from vtrain.core_plugin import CorePlugin
+from vtrain.errors import ConfigError, ProblemCollector
+from vtrain.family import ModelFamily
+from vtrain.hooks import Hooks
+from vtrain.options import OptionsRegistry
+from vtrain.plugins import PluginHost, PluginInfo
+from vtrain.run import RunContext, RunResult
+
+
+class Runner:
+    """One configured training run with its own plugin manager.
+
+    Build it with :meth:`from_config`; :meth:`run` trains and returns a :class:`RunResult`.
+    """
+
+    def __init__(self, host: PluginHost, registry: OptionsRegistry, families: dict[str, ModelFamily],
+                 optimizers: dict[str, Any], config: ResolvedConfig) -> None:
+        self.host = host
+        self.hooks = Hooks(host)
+        self.registry = registry
+        self.families = families
+        self.optimizers = optimizers
+        self.config = config
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | Path | Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        plugins: Sequence[object | str] = (),
+        plugin_files: Sequence[str | Path] = (),
+        blocked: Sequence[str] = (),
+        autoload: bool | None = None,
+        override_source: str = "Runner(overrides)",
+    ) -> Runner:
+        """Load plugins, declare options, read ``config`` (a JSON file path or a dict) and ``overrides``.
+
+        Raises :class:`~vtrain.errors.ConfigError` with every problem found.
+        """
+        host, registry, families, optimizers = load_plugins(plugins, plugin_files, blocked, autoload)
+        layers = []
+        if isinstance(config, Mapping):
+            layers.append(ConfigLayer("Runner(config)", dict(config)))
+        elif config is not None:
+            layers.append(ConfigLayer.from_file(config))
+        if overrides:
+            layers.append(ConfigLayer(override_source, dict(overrides)))
+        resolved = resolve_config(registry, layers, families)
+        problems = ProblemCollector()
+        family = families[resolved.model_family]
+        Hooks(host).validate_config(resolved, family, problems)
+        from vtrain.optim import check_optimizer_name
+
+        optimizer_problem = check_optimizer_name(resolved.optimizer, optimizers)
+        if optimizer_problem:
+            problems.problems.append(optimizer_problem)
+        problems.raise_if_any()
+        return cls(host, registry, families, optimizers, resolved)
+
+    @property
+    def family(self) -> ModelFamily:
+        return self.families[self.config.model_family]
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        infos = self.host.describe()
+        for info in infos:
+            info.options = [o.name for o in self.registry.by_owner(info.name)]
+        return infos
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Train to the end (or resume and finish); return what was done and where it is."""
+        from accelerate import Accelerator
+
+        from vtrain.optim import build_lr_scheduler, build_optimizer
+        from vtrain.rng import seed_everything
+        from vtrain.training.loop import TrainingLoop
+        from vtrain.training.schedule import plan_run_length
+        from vtrain.training.summary import print_summary
+
+        config = self.config
+        output_dir = Path(config.output_dir)
+        accelerator = Accelerator(
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            cpu=not _has_accelerator(),
+        )
+        run = RunContext(config=config, family=self.family, hooks=self.hooks, output_dir=output_dir,
+                         plugins=self.plugin_infos(), accelerator=accelerator)
+        try:
+            if accelerator.is_main_process:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                from vtrain.checkpoint import write_run_info
+
+                write_run_info(output_dir, self._run_info(accelerator))
+            seed_everything(config.seed)  # identical model initialisation on every rank
+            bundle = self.hooks.load_model(config, self.family)
+            self.hooks.prepare_model(bundle, config, accelerator.device)
+            run.bundle = bundle
+            run.dataset = self.hooks.build_dataset(bundle, config, self.family)
+            from vtrain.data.base import group_by_bucket, plan_epoch
+
+            batches = len(plan_epoch(group_by_bucket(run.dataset), config.train_batch_size, config.seed, 0,
+                                     accelerator.process_index, accelerator.num_processes).batches)
+            _check_enough_data(run.dataset, batches, config, accelerator.num_processes)
+            length = plan_run_length(config, batches)
+            params = [p for _, p in bundle.trainable_named_parameters()]
+            optimizer = build_optimizer(params, config, self.optimizers)
+            lr_scheduler = build_lr_scheduler(optimizer, config, length.total_steps)
+            bundle.runtime_model = accelerator.prepare_model(bundle.model)
+            optimizer = accelerator.prepare_optimizer(optimizer)
+            seed_everything(config.seed + accelerator.process_index)  # different noise on each rank
+            if accelerator.is_main_process:
+                print_summary(run, length, optimizer_name=config.optimizer, extra=self.hooks.describe_run(run))
+            result = TrainingLoop(run, optimizer, lr_scheduler, length.total_steps, length.max_epochs).train()
+            self.hooks.on_run_end(run, result)
+            if accelerator.is_main_process:
+                from vtrain.training.summary import print_end_summary
+
+                print_end_summary(result)
+            return result
+        except BaseException as error:
+            self.hooks.on_run_error(run, error)
+            raise
+        finally:
+            accelerator.end_training()
+
+    def _run_info(self, accelerator: Any) -> dict[str, Any]:
+        import torch
+
+        return {
+            "config": self.config.to_json(),
+            "config_sources": dict(self.config.sources),
+            "plugins": [{"name": i.name, "distribution": i.distribution, "version": i.version, "origin": i.origin}
+                        for i in self.plugin_infos()],
+            "git_commit": _git_commit(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "world_size": accelerator.num_processes,
+        }
+
+
+def load_plugins(plugins: Sequence[object | str] = (), plugin_files: Sequence[str | Path] = (),
+                 blocked: Sequence[str] = (), autoload: bool | None = None
+                 ) -> tuple[PluginHost, OptionsRegistry, dict[str, ModelFamily], dict[str, Any]]:
+    """Start a plugin host and collect options, families and optimizers from every plugin."""
+    families: dict[str, ModelFamily] = {}
+    core = CorePlugin(families)
+    host = PluginHost(builtins=[("core", core)], plugins=plugins, plugin_files=plugin_files, blocked=blocked,
+                      autoload=autoload)
+    hooks = Hooks(host)
+    registry = OptionsRegistry()
+    hooks.add_options(registry)
+    families.update(hooks.register_families())
+    optimizers = hooks.register_optimizers()
+    return host, registry, families, optimizers
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _git_commit() -> str | None:
+    for folder in (Path(__file__).resolve().parent, Path.cwd()):
+        try:
+            out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                 timeout=5, check=False)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0:
+            return out.stdout.strip()
+    return os.environ.get("VTRAIN_GIT_COMMIT")
+
+
+def _check_enough_data(dataset: Any, batches: int, config: ResolvedConfig, world_size: int) -> None:
+    from vtrain.errors import Problem
+
+    needed = config.gradient_accumulation_steps
+    if batches >= needed:
+        return
+    from vtrain.data.base import group_by_bucket
+
+    counts = {str(k): len(v) for k, v in group_by_bucket(dataset).items()}
+    per_update = config.train_batch_size * config.gradient_accumulation_steps * world_size
+    raise ConfigError([Problem(
+        "dataset",
+        f"not enough samples for one update: {len(dataset)} samples in buckets {counts}, but one update takes "
+        f"train_batch_size x gradient_accumulation_steps x processes = {per_update} samples of a single bucket",
+        "add data, lower train_batch_size or gradient_accumulation_steps, or raise the dataset's repeats",
+    )])

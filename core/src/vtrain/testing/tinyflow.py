@@ -1,0 +1,219 @@
+"""``tinyflow``: a tiny but real flow-matching model family for testing the core on CPU.
+
+Samples are latents ``(C, F, H, W)`` drawn around one prototype per class; the class id plays
+the part of the text condition. Two latent shapes make two buckets. The model learns the
+velocity field, so the loss falls within a few dozen updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain.family import Artifact, FamilyTraits, LossOutput, ModelBundle, TrainState
+
+if TYPE_CHECKING:
+    import torch
+
+    from vtrain.config import ResolvedConfig
+
+NAME = "tinyflow"
+SHAPES = ((3, 4, 4), (5, 2, 4))  # (frames, height, width) of the two buckets
+
+
+class TinyFlowDataset:
+    """Deterministic synthetic latents in two buckets."""
+
+    def __init__(self, num_samples: int, channels: int, num_classes: int, seed: int) -> None:
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        self.prototypes = {shape: torch.randn(num_classes, channels, *shape, generator=generator) for shape in SHAPES}
+        self.items = []
+        for index in range(num_samples):
+            shape = SHAPES[index % len(SHAPES)]
+            label = index % num_classes
+            latents = self.prototypes[shape][label] + 0.05 * torch.randn(channels, *shape, generator=generator)
+            mask = torch.ones(1, *shape)
+            mask[:, -1] = 0.0  # the last frame does not count when use_masked_loss is on
+            self.items.append({"latents": latents, "labels": torch.tensor(label), "mask": mask,
+                               "id": f"sample-{index:04d}"})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+    def bucket_of(self, index: int) -> Hashable:
+        return "x".join(map(str, self.items[index]["latents"].shape[1:]))
+
+    def describe(self) -> list[str]:
+        counts: dict[Hashable, int] = {}
+        for i in range(len(self)):
+            counts[self.bucket_of(i)] = counts.get(self.bucket_of(i), 0) + 1
+        return [f"tinyflow synthetic: {len(self)} samples, buckets " + ", ".join(f"{k}: {v}" for k, v in counts.items())]
+
+
+@dataclass
+class Captured:
+    hidden_states: Any = None
+
+
+class TinyFlowFamily:
+    """The ``tinyflow`` family object (follows :class:`vtrain.family.ModelFamily`)."""
+
+    name = NAME
+    traits = FamilyTraits(frame_factor=1, frame_offset=0, spatial_alignment=1, latent_channels=4,
+                          supports_masked_loss=True, default_fps=8)
+
+    def load_model(self, config: ResolvedConfig) -> ModelBundle:
+        import torch
+
+        from vtrain.testing.tinyflow_model import TinyFlowModel
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
+        if config.pretrained_model_name_or_path:
+            model = TinyFlowModel.from_pretrained(config.pretrained_model_name_or_path)
+        else:
+            model = TinyFlowModel(channels=self.traits.latent_channels, width=config.tinyflow_width,
+                                  depth=config.tinyflow_depth, num_classes=config.tinyflow_classes)
+        model.requires_grad_(False)
+        # LoRA trains in fp32 on top of frozen weights; full training keeps fp32 master weights.
+        model.to(torch.float32 if config.model_type == "full" else dtype)
+        return ModelBundle(family=NAME, model=model, meta={"dtype": str(dtype)})
+
+    def add_adapters(self, bundle: ModelBundle, config: ResolvedConfig) -> None:
+        import torch
+
+        model = bundle.model
+        if config.model_type == "full":
+            model.requires_grad_(True)
+        else:
+            if config.lora_type != "standard":
+                from vtrain.errors import ConfigError, Problem
+
+                raise ConfigError([Problem("lora_type", f"the tinyflow family supports standard LoRA only, not {config.lora_type!r}")])
+            from peft import LoraConfig, inject_adapter_in_model
+
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha or config.lora_rank,
+                              lora_dropout=config.lora_dropout, init_lora_weights="gaussian",
+                              target_modules=["to_hidden", "to_out", "to_scale"])
+            inject_adapter_in_model(lora, model)
+            for name, param in model.named_parameters():
+                param.requires_grad_("lora_" in name)
+                if "lora_" in name:
+                    param.data = param.data.to(torch.float32)
+        model.gradient_checkpointing = bool(config.gradient_checkpointing)
+        model.train()
+
+    def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
+        return dict(batch)  # the synthetic samples are latents already
+
+    def schedule_shift(self, config: ResolvedConfig, sample_shape: tuple[int, ...]) -> float | None:
+        from vtrain.flow_matching import resolution_shift
+
+        if config.flow_schedule_auto_shift:
+            tokens = 1
+            for size in sample_shape[-3:]:
+                tokens *= size
+            return resolution_shift(tokens, base_seq_len=16, max_seq_len=64, base_shift=0.5, max_shift=1.15)
+        return config.flow_schedule_shift
+
+    def compute_loss(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                     state: TrainState) -> LossOutput:
+        import torch
+
+        from vtrain.flow_matching import noisy_latents, sample_sigmas, shift_sigmas
+
+        x0 = batch["latents"].float()
+        sigmas = sample_sigmas(x0.shape[0], config.flow_sigma_sampling, config.flow_logit_mean,
+                               config.flow_logit_std, device=x0.device)
+        shift = state.shift_for(tuple(x0.shape[1:])) if state.shift_for else self.schedule_shift(config, x0.shape[1:])
+        if shift is not None:
+            sigmas = shift_sigmas(sigmas, shift)
+        noise = torch.randn_like(x0)
+        x_t = noisy_latents(x0, noise, sigmas)
+        prediction = bundle.forward_model()(x_t, sigmas, batch["labels"]).float()
+        error = (prediction - (noise - x0)) ** 2
+        if config.use_masked_loss:
+            weight = batch["mask"].to(error.dtype).expand_as(error)
+            loss = (error * weight).sum() / weight.sum().clamp_min(1)
+        else:
+            loss = error.mean()
+        return LossOutput(loss=loss, terms={"flow": loss.detach()}, metrics={"sigma_mean": float(sigmas.mean())})
+
+    def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
+                 prompts: Mapping[str, str]) -> list[Artifact]:
+        import numpy as np
+        import torch
+
+        model = bundle.model
+        folder = Path(config.output_dir) / "validation" / f"step-{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        artifacts = []
+        was_training = model.training
+        model.eval()
+        frames, height, width = SHAPES[0]
+        for nickname, prompt in prompts.items():
+            label = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % config.tinyflow_classes
+            generator = torch.Generator().manual_seed(config.validation_seed)
+            x = torch.randn(1, self.traits.latent_channels, frames, height, width, generator=generator)
+            sigmas = torch.linspace(1.0, 0.0, config.validation_num_inference_steps + 1)
+            with torch.no_grad():
+                for current, following in zip(sigmas[:-1], sigmas[1:]):
+                    dtype = next(model.parameters()).dtype
+                    velocity = model(x.to(dtype), current.repeat(1), torch.tensor([label])).float()
+                    x = x + (following - current) * velocity
+            path = folder / f"{nickname}.npy"
+            np.save(path, x[0].numpy())
+            artifacts.append(Artifact(path=path, kind="latents", meta={"prompt": prompt, "step": step}))
+        model.train(was_training)
+        return artifacts
+
+    def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
+        from safetensors.torch import save_file
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if config.model_type == "full":
+            bundle.model.save_pretrained(output_dir / "model")
+            return [output_dir / "model" / "model.safetensors"]
+        from peft import get_peft_model_state_dict
+
+        state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(bundle.model).items()}
+        path = output_dir / "adapter_model.safetensors"
+        save_file(state, str(path))
+        paths = [path]
+        for name, module in bundle.extra_trainables.items():
+            extra = output_dir / f"{name}.safetensors"
+            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(extra))
+            paths.append(extra)
+        return paths
+
+    @contextlib.contextmanager
+    def capture_hidden_states(self, bundle: ModelBundle, block_index: int) -> Iterator[Captured]:
+        """Capture block ``block_index``'s output as (batch, frames, tokens_per_frame, width)."""
+        captured = Captured()
+        model = bundle.model
+        model.captured = []
+        try:
+            yield captured
+        finally:
+            pass
+        if model.captured:
+            captured.hidden_states = model.captured[min(block_index, len(model.captured) - 1)]
+        model.captured = None
+
+    def build_dataset(self, config: ResolvedConfig) -> TinyFlowDataset:
+        return TinyFlowDataset(config.tinyflow_num_samples, self.traits.latent_channels, config.tinyflow_classes,
+                               config.seed)
+
+    @staticmethod
+    def example_tensor() -> torch.Tensor:  # pragma: no cover - documentation helper
+        import torch
+
+        return torch.zeros(1, 4, *SHAPES[0])

@@ -1,0 +1,228 @@
+"""The training loop: sample a bucket batch, compute the loss terms, step, checkpoint, validate.
+
+Every optional feature arrives through a hook; this file reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain.checkpoint import CheckpointWriter, LoopPosition, find_resume_path, list_checkpoints, load_checkpoint
+from vtrain.data.base import collate, group_by_bucket, plan_epoch
+from vtrain.errors import TrainingError
+from vtrain.family import TrainState
+from vtrain.run import RunResult
+from vtrain.training.prompts import collect_prompts
+from vtrain.training.schedule import plan_run_length
+
+if TYPE_CHECKING:
+    from vtrain.run import RunContext
+
+
+class TrainingLoop:
+    """One run's loop. Built by :class:`vtrain.Runner` after the model and data are prepared."""
+
+    def __init__(self, run: RunContext, optimizer: Any, lr_scheduler: Any, total_steps: int, max_epochs: int | None) -> None:
+        self.run = run
+        self.config = run.config
+        self.acc = run.accelerator
+        self.bundle = run.bundle
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.total_steps = total_steps
+        self.max_epochs = max_epochs
+        self.trainables = dict(self.bundle.trainable_named_parameters())
+        self.params = list(self.trainables.values())
+        self.extra_params = [p for name, p in self.trainables.items() if not name.startswith("model.")]
+        self.buckets = group_by_bucket(run.dataset)
+        self.checkpoints = CheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc)
+        self.prompts = collect_prompts(self.config)
+        self.validation_paths: list[Path] = []
+        self.metrics_file: Any = None
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def train(self) -> RunResult:
+        config, acc, hooks = self.config, self.acc, self.run.hooks
+        started = time.perf_counter()
+        self.checkpoints.clean_leftovers()
+        state, resumed_from = self._start_or_resume()
+        state.shift_for = lambda shape: hooks.schedule_shift(config, tuple(shape))
+        self.run.state = state
+        if acc.is_main_process:
+            self.metrics_file = open(self.run.output_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")
+
+        if self.prompts and resumed_from is None and not config.disable_benchmark:
+            self._validate(step=0)
+        hooks.on_run_start(self.run)
+
+        progress = self._progress_bar(initial=state.step)
+        last_loss: float | None = None
+        accumulated: dict[str, float] = {}
+        micro_batches = 0
+        step_started = time.perf_counter()
+        while state.step < self.total_steps and (self.max_epochs is None or state.epoch < self.max_epochs):
+            plan = plan_epoch(self.buckets, config.train_batch_size, config.seed, state.epoch,
+                              acc.process_index, acc.num_processes)
+            for batch in self._batches(plan.batches, start=state.batch_in_epoch):
+                state.batch_in_epoch += 1
+                terms = self._forward_backward(batch, state)
+                for name, value in terms.items():
+                    accumulated[name] = accumulated.get(name, 0.0) + value
+                micro_batches += 1
+                if not acc.sync_gradients:
+                    continue
+                grad_norm = self._clip_and_step()
+                state.step += 1
+                logs = {name: value / micro_batches for name, value in accumulated.items()}
+                logs.update(lr=self.lr_scheduler.get_last_lr()[0], step_seconds=time.perf_counter() - step_started,
+                            epoch=state.epoch)
+                if grad_norm is not None:
+                    logs["grad_norm"] = grad_norm
+                last_loss = logs["loss"]
+                accumulated, micro_batches = {}, 0
+                self._log(state.step, logs, progress)
+                hooks.on_step_end(self.run, state.step, logs)
+                if config.checkpoint_step_interval and state.step % config.checkpoint_step_interval == 0:
+                    self._checkpoint(state)
+                if config.validation_step_interval and state.step % config.validation_step_interval == 0 \
+                        and state.step < self.total_steps and self.prompts:
+                    self._validate(state.step)
+                step_started = time.perf_counter()
+                if state.step >= self.total_steps:
+                    break
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                continue
+            break
+        if progress is not None:
+            progress.close()
+
+        if self.prompts:
+            self._validate(state.step)
+        if config.checkpoint_step_interval and not (self.run.output_dir / f"checkpoint-{state.step}").exists():
+            self._checkpoint(state)
+        model_paths: list[Path] = []
+        if acc.is_main_process:
+            model_paths = hooks.save_model(self.bundle, config, self.run.output_dir)
+        acc.wait_for_everyone()
+        if self.metrics_file is not None:
+            self.metrics_file.close()
+        return RunResult(
+            steps=state.step,
+            final_loss=last_loss,
+            output_dir=self.run.output_dir,
+            model_paths=model_paths,
+            checkpoints=[path for _, path in list_checkpoints(self.run.output_dir)],
+            validation=self.validation_paths,
+            resumed_from=resumed_from,
+            seconds=time.perf_counter() - started,
+        )
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _start_or_resume(self) -> tuple[TrainState, Path | None]:
+        config = self.config
+        state = TrainState(max_steps=self.total_steps)
+        path = find_resume_path(self.run.output_dir, config.resume_from_checkpoint)
+        if path is None:
+            return state, None
+        position, rng_restored = load_checkpoint(path, self.trainables, self.optimizer, self.lr_scheduler,
+                                                 self.run.statefuls, self.acc.process_index)
+        if not rng_restored or position.world_size != self.acc.num_processes:
+            from vtrain.rng import seed_everything
+
+            seed_everything(config.seed + 7919 * position.step + self.acc.process_index)
+            self._say(f"note: resuming with {self.acc.num_processes} processes from a checkpoint written by "
+                      f"{position.world_size}: the data order and noise differ from an uninterrupted run")
+        state.step, state.epoch, state.batch_in_epoch = position.step, position.epoch, position.batch_in_epoch
+        self._say(f"resumed from {path} at step {position.step} (epoch {position.epoch}, batch {position.batch_in_epoch})")
+        return state, path
+
+    def _batches(self, batches: list[list[int]], start: int) -> Any:
+        dataset = self.run.dataset
+        workers = self.config.dataloader_num_workers
+        if workers > 0:
+            from torch.utils.data import DataLoader
+
+            yield from DataLoader(dataset, batch_sampler=batches[start:], collate_fn=collate, num_workers=workers)
+            return
+        for indices in batches[start:]:
+            yield collate([dataset[i] for i in indices])
+
+    def _forward_backward(self, batch: dict[str, Any], state: TrainState) -> dict[str, float]:
+        acc = self.acc
+        batch = {k: (v.to(acc.device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
+        with acc.accumulate(self.bundle.forward_model()):
+            with acc.autocast():
+                out = self.run.hooks.compute_loss(self.bundle, batch, self.config, state)
+            loss_value = float(out.loss.detach().float().item())
+            if not math.isfinite(loss_value):
+                terms = {name: float(t.detach().float().item()) for name, t in out.terms.items()}
+                raise TrainingError(f"the loss is {loss_value} at step {state.step + 1} "
+                                    f"(epoch {state.epoch}, batch {state.batch_in_epoch}); terms: {terms}. "
+                                    "Lower learning_rate, enable gradient clipping (max_grad_norm), or check the data")
+            acc.backward(out.loss)
+        values = {"loss": loss_value}
+        for name, term in out.terms.items():
+            values[f"loss/{name}"] = float(term.detach().float().item())
+        values.update(out.metrics)
+        return values
+
+    def _clip_and_step(self) -> float | None:
+        acc, config = self.acc, self.config
+        if acc.num_processes > 1:
+            for param in self.extra_params:  # plugin-owned trainables are not inside the DDP wrapper
+                if param.grad is not None:
+                    param.grad.copy_(acc.reduce(param.grad, reduction="mean"))
+        grad_norm = None
+        if config.max_grad_norm > 0:
+            if config.grad_clip_method == "norm":
+                grad_norm = float(acc.clip_grad_norm_(self.params, config.max_grad_norm))
+            else:
+                acc.clip_grad_value_(self.params, config.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def _checkpoint(self, state: TrainState) -> None:
+        position = LoopPosition(step=state.step, epoch=state.epoch, batch_in_epoch=state.batch_in_epoch,
+                                world_size=self.acc.num_processes, seed=self.config.seed)
+        path = self.checkpoints.save(position, self.trainables, self.optimizer, self.lr_scheduler, self.run.statefuls)
+        if self.metrics_file is not None:
+            self.metrics_file.flush()
+        self.run.hooks.on_checkpoint(self.run, state.step, path)
+
+    def _validate(self, step: int) -> None:
+        acc = self.acc
+        artifacts = []
+        if acc.is_main_process:
+            artifacts = self.run.hooks.validate(self.bundle, self.config, step, self.prompts)
+            self.validation_paths.extend(a.path for a in artifacts)
+            self.run.hooks.on_validation(self.run, step, artifacts)
+        acc.wait_for_everyone()
+
+    def _log(self, step: int, logs: dict[str, float], progress: Any) -> None:
+        if self.metrics_file is not None:
+            self.metrics_file.write(json.dumps({"step": step, **logs}) + "\n")
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", refresh=False)
+
+    def _progress_bar(self, initial: int) -> Any:
+        if not self.acc.is_main_process:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total_steps, initial=initial, desc="training", unit="step", dynamic_ncols=True,
+                    mininterval=0.5)
+
+    def _say(self, message: str) -> None:
+        if self.acc.is_main_process:
+            print(message, flush=True)

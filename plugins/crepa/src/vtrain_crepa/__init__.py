@@ -1,0 +1,1 @@
+"""vtrain-crepa plugin."""
