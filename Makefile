@@ -33,7 +33,7 @@ bench: install
 	$(PY) benchmarks/bench_cli_startup.py
 
 docs: install
-	$(VENV)/bin/vtrain options --markdown > docs/options.md
+	$(VENV)/bin/vtrain options --markdown -p no:example > docs/options.md
 
 clean:
 	rm -rf $(VENV) output demo

@@ -39,7 +39,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("output_dir", "path", "output", "Where checkpoints, validation media and the final model go.", **run)
     reg.add("seed", "int", 42, "Seed for python, numpy and torch; each rank adds its index.", **run)
     reg.add("max_train_steps", "int", 0, "Optimizer updates to run; 0 means use num_train_epochs.", minimum=0, **run)
-    reg.add("num_train_epochs", "int", 1, "Passes over the data when max_train_steps is 0.", minimum=0, **run)
+    reg.add("num_train_epochs", "int", 0,
+            "Passes over the data; with max_train_steps also set, whichever ends first (see ignore_final_epochs).",
+            minimum=0, **run)
     reg.add("ignore_final_epochs", "bool", False,
             "Let max_train_steps alone govern the run length: epoch counts never end it.", **run)
     reg.add("train_batch_size", "int", 1, "Samples per batch on each process.", minimum=1, **run)

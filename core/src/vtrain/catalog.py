@@ -79,3 +79,13 @@ def distribution_for_optimizer(name: str) -> str | None:
         if name in dist.optimizers:
             return dist.distribution
     return None
+
+
+def is_installed(distribution: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True

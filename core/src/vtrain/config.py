@@ -155,7 +155,12 @@ def resolve_config(
                      f"set model_family (or --family); installed families: {', '.join(known_families) or 'none'}")
     elif family not in known_families:
         dist = catalog.distribution_for_family(family)
-        if dist:
+        if dist and catalog.is_installed(dist):
+            problems.add(f"{sources.get(FAMILY_KEY, 'config')}: {FAMILY_KEY}",
+                         f"{dist} is installed but does not register the family {family!r} "
+                         "(it is blocked, or this version does not provide it yet)",
+                         f"remove -p no:{family} if given, or upgrade {dist}")
+        elif dist:
             problems.add(f"{sources.get(FAMILY_KEY, 'config')}: {FAMILY_KEY}",
                          f"family {family!r} is provided by the plugin distribution {dist}, which is not installed",
                          f"pip install {dist}")

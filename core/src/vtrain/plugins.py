@@ -162,12 +162,14 @@ class PluginHost:
         return self.pm.hook
 
     def names(self) -> list[str]:
-        return [name for name, _ in self.pm.list_name_plugin()]
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
     def describe(self) -> list[PluginInfo]:
         """Every loaded plugin with the hooks it implements (options are filled in by the caller)."""
         result = []
         for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # blocked
+                continue
             info = self.info.get(name) or PluginInfo(name, "?", "", "?")
             callers = self.pm.get_hookcallers(plugin) or []
             info.hooks = sorted(caller.name for caller in callers)

@@ -1,0 +1,137 @@
+"""A run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+KILLER = textwrap.dedent("""
+    import os, signal
+    from vtrain import hookimpl
+
+    KILL_AT = int(os.environ.get("KILL_AT_STEP", "0"))
+    KILL_IN_CHECKPOINT = int(os.environ.get("KILL_IN_CHECKPOINT_AT", "0"))
+
+    class Bomb:
+        def __init__(self, run):
+            self.run = run
+        def state_dict(self):
+            if self.run.state.step == KILL_IN_CHECKPOINT:
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-write: weights and optimizer are already in the temp folder
+            return {"step": self.run.state.step}
+        def load_state_dict(self, state):
+            pass
+
+    @hookimpl
+    def on_run_start(run):
+        run.register_stateful("bomb", Bomb(run))
+
+    @hookimpl
+    def on_step_end(run, step, logs):
+        if step == KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def _config(output_dir: Path) -> dict:
+    return {
+        "model_family": "tinyflow", "output_dir": str(output_dir), "max_train_steps": 12, "train_batch_size": 2,
+        "gradient_accumulation_steps": 2, "learning_rate": 3e-3, "mixed_precision": "no",
+        "base_model_default_dtype": "fp32", "lora_rank": 4, "lora_dropout": 0.1, "seed": 11, "tinyflow_num_samples": 16,
+        "checkpoint_step_interval": 3, "checkpoints_total_limit": 2, "lr_scheduler": "cosine", "lr_warmup_steps": 2,
+        "max_grad_norm": 0.5, "grad_clip_method": "norm",
+    }
+
+
+def _run(tmp_path: Path, output_dir: Path, env: dict[str, str], resume: bool = False) -> subprocess.CompletedProcess:
+    config = tmp_path / f"config-{output_dir.name}.json"
+    config.write_text(json.dumps(_config(output_dir)))
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    # only the plugins this test needs, so other plugins cannot change the run
+    args = [sys.executable, "-m", "vtrain", "run", "--config", str(config), "-p", "vtrain.testing.plugin",
+            "--plugin-file", str(killer)]
+    if resume:
+        args += ["--resume_from_checkpoint", "latest"]
+    return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "VTRAIN_DISABLE_PLUGIN_AUTOLOAD": "1", **env}, timeout=300)
+
+
+def _final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(output_dir / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    tmp = tmp_path_factory.mktemp("reference")
+    proc = _run(tmp, tmp / "straight", {})
+    assert proc.returncode == 0, proc.stderr
+    return _final_weights(tmp / "straight")
+
+
+def _assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+
+
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path: Path, reference: dict) -> None:
+    kill_at = random.Random().randint(4, 11)
+    out = tmp_path / "killed"
+    first = _run(tmp_path, out, {"KILL_AT_STEP": str(kill_at)})
+    assert first.returncode == -9, f"expected SIGKILL at step {kill_at}: {first.stderr[-2000:]}"
+    assert not (out / "adapter_model.safetensors").exists()
+    second = _run(tmp_path, out, {}, resume=True)
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stdout
+    _assert_identical(_final_weights(out), reference)
+
+
+def test_kill_during_checkpoint_write_keeps_previous_checkpoint(tmp_path: Path, reference: dict) -> None:
+    out = tmp_path / "torn"
+    first = _run(tmp_path, out, {"KILL_IN_CHECKPOINT_AT": "6"})
+    assert first.returncode == -9
+    assert (out / "checkpoint-3" / "state.json").is_file()
+    assert not (out / "checkpoint-6").exists()
+    assert any(p.name.startswith(".checkpoint-6.tmp") for p in out.iterdir())  # the torn write, never renamed
+    second = _run(tmp_path, out, {}, resume=True)
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stdout and "checkpoint-3" in second.stdout
+    assert not any(p.name.startswith(".checkpoint-") for p in out.iterdir())  # leftovers cleaned
+    _assert_identical(_final_weights(out), reference)
+
+
+def test_latest_on_fresh_output_dir_starts_from_scratch(tinyflow_config: dict, make_runner) -> None:
+    tinyflow_config.update(resume_from_checkpoint="latest", max_train_steps=2)
+    result = make_runner(tinyflow_config).run()
+    assert result.resumed_from is None and result.steps == 2
+
+
+def test_checkpoint_rotation_and_contents(tinyflow_config: dict, make_runner) -> None:
+    tinyflow_config.update(checkpoint_step_interval=2, checkpoints_total_limit=2, max_train_steps=7)
+    result = make_runner(tinyflow_config).run()
+    names = sorted(p.name for p in result.checkpoints)
+    assert names == ["checkpoint-6", "checkpoint-7"]
+    ckpt = result.output_dir / "checkpoint-6"
+    for name in ("trainable.safetensors", "optimizer.pt", "lr_scheduler.pt", "rng-rank0.pt", "state.json", "statefuls.pt"):
+        assert (ckpt / name).is_file(), name
+    info = json.loads((result.output_dir / "run_info.json").read_text())
+    assert info["config"]["max_train_steps"] == 7
+    assert {p["name"] for p in info["plugins"]} >= {"core", "tinyflow"}
+    assert "git_commit" in info and all("version" in p for p in info["plugins"])
+
+
+def test_resume_extends_a_finished_run(tinyflow_config: dict, make_runner) -> None:
+    tinyflow_config.update(checkpoint_step_interval=4, max_train_steps=4)
+    make_runner(tinyflow_config).run()
+    tinyflow_config.update(max_train_steps=6, resume_from_checkpoint="latest")
+    result = make_runner(tinyflow_config).run()
+    assert result.steps == 6 and result.resumed_from is not None and result.resumed_from.name == "checkpoint-4"
