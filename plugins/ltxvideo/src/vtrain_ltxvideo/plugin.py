@@ -1,19 +1,51 @@
-"""vtrain-ltxvideo: the LTX-Video model family (filled in by the LTX-Video issue)."""
+"""vtrain-ltxvideo: the LTX-Video model family (text-to-video and image-to-video training).
+
+Only light imports at module level: ``vtrain --help`` and ``vtrain plugins`` import this file.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
 
-_PLANNED = {"status": "planned", "planned_note": "the LTX-Video family is not built yet", "category": "ltxvideo",
-            "families": ("ltxvideo",)}
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.errors import ProblemCollector
+    from vtrain.family import ModelFamily
 
 
 @hookimpl
 def add_options(registry: Any) -> None:
-    registry.add("pretrained_vae_model_name_or_path", "str", None, "Hub id or folder of the VAE.", **_PLANNED)
-    registry.add("pretrained_transformer_model_name_or_path", "str", None, "Hub id or folder of the transformer.",
-                 **_PLANNED)
-    registry.add("pretrained_transformer_subfolder", "str", "transformer",
-                 "Subfolder of the transformer weights; none = at the root.", **_PLANNED)
+    """Declare the ltxvideo keys."""
+    from vtrain_ltxvideo.options import declare_options
+
+    declare_options(registry)
+
+
+@hookimpl
+def register_families(register: Callable[[Any], None]) -> None:
+    """Register the ``ltxvideo`` family."""
+    from vtrain_ltxvideo.family import LTXVideoFamily
+
+    register(LTXVideoFamily())
+
+
+@hookimpl
+def validate_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
+    """Reject ltxvideo combinations that cannot work, before anything is loaded."""
+    if family.name != "ltxvideo":
+        return
+    from vtrain_ltxvideo.checks import check_config
+
+    check_config(config, problems)
+
+
+@hookimpl
+def register_commands(register: Callable[..., None]) -> None:
+    """``vtrain ltxvideo make-tiny DIR [--size tiny|full]``."""
+    from vtrain_ltxvideo.commands import run_ltxvideo_command
+
+    register("ltxvideo", run_ltxvideo_command,
+             help="LTX-Video tools: make-tiny DIR [--size tiny|full] writes a random-initialised pipeline folder.")

@@ -1,0 +1,103 @@
+"""Making the transformer trainable: peft LoRA, LyCORIS (lycoris-lora), or full fine-tuning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain_ltxvideo.options import LORA_TARGETS
+
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.family import ModelBundle
+
+LYCORIS_KEY = "lycoris"
+# lycoris-lora's presets do not know LTX-Video's block class: target it by name.
+DEFAULT_LYCORIS_PRESET: dict[str, Any] = {"target_module": ["LTXVideoTransformerBlock"], "target_name": [],
+                                          "module_algo_map": {}, "name_algo_map": {}, "use_fnmatch": False,
+                                          "exclude_name": [], "enable_conv": True, "lora_prefix": "lycoris"}
+_NETWORK_KEYS = {"dropout", "rank_dropout", "module_dropout", "use_tucker", "use_scalar", "train_norm",
+                 "decompose_both", "factor", "block_size", "constraint", "rescaled", "weight_decompose", "wd_on_out",
+                 "full_matrix", "bypass_mode", "unbalanced_factorization"}
+
+
+def lora_config(config: ResolvedConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha or config.lora_rank,
+                      lora_dropout=config.lora_dropout, init_lora_weights=True,
+                      target_modules=list(LORA_TARGETS[config.lora_target]))
+
+
+def add_lora(bundle: ModelBundle, config: ResolvedConfig) -> None:
+    import torch
+
+    model = bundle.model
+    model.add_adapter(lora_config(config))  # diffusers' PeftAdapterMixin: injects peft LoRA layers
+    for name, param in model.named_parameters():
+        is_lora = "lora_" in name
+        param.requires_grad_(is_lora)
+        if is_lora:
+            param.data = param.data.to(torch.float32)
+
+
+def read_lycoris_config(path: str) -> dict[str, Any]:
+    from vtrain.errors import ConfigError, Problem
+
+    try:
+        settings = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError([Problem(f"lycoris_config ({path})", f"could not read it: {exc}",
+                                   'write a JSON object such as {"algo": "lokr", "factor": 16, "linear_dim": 10000}')]) from exc
+    if not isinstance(settings, dict):
+        raise ConfigError([Problem(f"lycoris_config ({path})", "expected a JSON object")])
+    return settings
+
+
+def add_lycoris(bundle: ModelBundle, config: ResolvedConfig) -> Any:
+    """Build a LycorisNetwork over the transformer blocks; it lives in ``bundle.extra_trainables``."""
+    import torch
+    from lycoris import LycorisNetwork
+
+    settings = read_lycoris_config(config.lycoris_config)
+    preset = dict(DEFAULT_LYCORIS_PRESET)
+    preset.update(settings.get("apply_preset") or {})
+    LycorisNetwork.apply_preset(preset)  # class-level state: every key is set so nothing leaks between runs
+    linear_dim = int(settings.get("linear_dim", config.lora_rank))
+    extra = {key: settings[key] for key in _NETWORK_KEYS if key in settings}
+    network = LycorisNetwork(
+        bundle.model,
+        multiplier=float(settings.get("multiplier", 1.0)),
+        lora_dim=linear_dim,
+        conv_lora_dim=int(settings.get("conv_dim", linear_dim)),
+        alpha=float(settings.get("linear_alpha", config.lora_alpha or 1.0)),
+        conv_alpha=float(settings.get("conv_alpha", settings.get("linear_alpha", 1.0))),
+        network_module=str(settings.get("algo", "lora")).lower(),
+        **extra,
+    )
+    network.apply_to()
+    network.to(torch.float32)
+    network.requires_grad_(True)
+    bundle.extra_trainables[LYCORIS_KEY] = network
+    bundle.meta["lycoris_settings"] = settings
+    return network
+
+
+def add_adapters(bundle: ModelBundle, config: ResolvedConfig) -> None:
+    """Attach the configured adapter (or unfreeze everything) and switch on gradient checkpointing."""
+    import torch
+
+    model = bundle.model
+    if config.model_type == "full":
+        model.to(torch.float32)  # fp32 master weights; autocast runs the forward in mixed precision
+        model.requires_grad_(True)
+    elif config.lora_type == "lycoris":
+        model.requires_grad_(False)
+        add_lycoris(bundle, config)
+    else:
+        add_lora(bundle, config)
+    bundle.meta["compute_dtype"] = next(p for n, p in model.named_parameters() if "lora_" not in n).dtype
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()

@@ -1,0 +1,151 @@
+"""The ``ltxvideo`` family object (follows :class:`vtrain.family.ModelFamily` and
+:class:`vtrain.family.HiddenStateCapture`). Each step lives in its own module; this class wires them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain.family import FamilyTraits
+
+from vtrain_ltxvideo.options import FAMILY
+
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.family import Artifact, LossOutput, ModelBundle, TrainState
+
+DEFAULT_FPS = 25
+DEFAULT_TEXT_LENGTH = 128
+
+
+class LTXVideoFamily:
+    """LTX-Video: T5 text encoder, causal video VAE (32x spatial, 8x temporal), flow-matching DiT."""
+
+    name = FAMILY
+
+    def __init__(self) -> None:
+        # latent_channels is 128 for the published VAE; load_model refreshes it from the loaded VAE.
+        self.traits = self._traits(128)
+        self._settings_cache: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[int, int]]] = {}
+
+    @staticmethod
+    def _traits(latent_channels: int) -> FamilyTraits:
+        return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
+                            supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH)
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load_model(self, config: ResolvedConfig) -> ModelBundle:
+        from vtrain.family import ModelBundle
+
+        from vtrain_ltxvideo import loading
+
+        dtype = loading.torch_dtype(config.base_model_default_dtype)
+        transformer = loading.load_transformer(config, dtype)
+        vae = loading.load_vae(config, dtype)
+        tokenizer, text_encoder = loading.load_text_encoder(config, dtype)
+        scheduler = loading.load_scheduler(config)
+        for module in (transformer, vae, text_encoder):
+            module.requires_grad_(False)
+        vae.eval()
+        text_encoder.eval()
+        self.traits = self._traits(int(vae.config.latent_channels))
+        meta = {
+            "dtype": str(dtype),
+            "compute_dtype": dtype,
+            "patch_size": int(transformer.config.patch_size),
+            "patch_size_t": int(transformer.config.patch_size_t),
+            "spatial_compression": int(vae.spatial_compression_ratio),
+            "temporal_compression": int(vae.temporal_compression_ratio),
+            "latent_channels": int(vae.config.latent_channels),
+            "scaling_factor": float(vae.config.scaling_factor),
+            "source": config.pretrained_model_name_or_path,
+        }
+        return ModelBundle(family=FAMILY, model=transformer, noise_scheduler=scheduler, meta=meta,
+                           components={"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer})
+
+    def add_adapters(self, bundle: ModelBundle, config: ResolvedConfig) -> None:
+        from vtrain_ltxvideo.adapters import add_adapters
+
+        add_adapters(bundle, config)
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
+        """``pixels`` -> ``latents`` (B, C, F', H', W'); ``captions`` -> ``prompt_embeds``, ``prompt_attention_mask``."""
+        from vtrain_ltxvideo.encoding import encode_captions, encode_pixels
+        from vtrain_ltxvideo.validation import REFERENCE_FRAME
+
+        out: dict[str, Any] = {}
+        pixels = batch.get("pixels")
+        if pixels is not None:
+            out["latents"] = encode_pixels(bundle, pixels)
+            flags = batch.get("is_i2v")
+            if REFERENCE_FRAME not in bundle.meta and (flags is None or bool(flags[0])):
+                bundle.meta[REFERENCE_FRAME] = pixels[0, 0].detach().cpu().clone()  # for i2v validation
+        captions = batch.get("captions")
+        if captions is not None:
+            out.update(encode_captions(bundle, list(captions), config.tokenizer_max_length))
+        return out
+
+    # -- the objective -------------------------------------------------------------------------
+
+    def _model_settings(self, config: ResolvedConfig) -> tuple[dict[str, Any], tuple[int, int]]:
+        """(scheduler settings, (patch_size, patch_size_t)) read from the config files, cached per model."""
+        key = (config.pretrained_model_name_or_path, config.pretrained_transformer_model_name_or_path,
+               config.pretrained_transformer_subfolder)
+        if key not in self._settings_cache:
+            from vtrain_ltxvideo import loading
+
+            self._settings_cache[key] = (loading.scheduler_settings(config), loading.transformer_patch_sizes(config))
+        return self._settings_cache[key]
+
+    def latent_tokens(self, config: ResolvedConfig, sample_shape: tuple[int, ...]) -> int:
+        """Transformer tokens of a latent sample ``(C, F', H', W')`` with this model's patch sizes."""
+        _, (patch, patch_t) = self._model_settings(config)
+        frames, height, width = sample_shape[-3:]
+        return (frames // patch_t) * (height // patch) * (width // patch)
+
+    def schedule_shift(self, config: ResolvedConfig, sample_shape: tuple[int, ...]) -> float | None:
+        """``flow_schedule_shift``, or with ``flow_schedule_auto_shift`` exp(mu) from the token count and the
+        scheduler's base/max shift settings (what the pipeline's dynamic shifting uses at inference)."""
+        if not config.flow_schedule_auto_shift:
+            return config.flow_schedule_shift
+        from vtrain.flow_matching import resolution_shift
+
+        settings, _ = self._model_settings(config)
+        return resolution_shift(self.latent_tokens(config, sample_shape),
+                                base_seq_len=int(settings.get("base_image_seq_len", 256)),
+                                max_seq_len=int(settings.get("max_image_seq_len", 4096)),
+                                base_shift=float(settings.get("base_shift", 0.5)),
+                                max_shift=float(settings.get("max_shift", 1.15)))
+
+    def compute_loss(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                     state: TrainState) -> LossOutput:
+        from vtrain_ltxvideo.loss import flow_matching_loss
+
+        return flow_matching_loss(bundle, batch, config, state, self.schedule_shift, fps=self.traits.default_fps)
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
+                 prompts: Mapping[str, str]) -> list[Artifact]:
+        from vtrain_ltxvideo.validation import render_videos
+
+        return render_videos(bundle, config, step, prompts, fps=self.traits.default_fps)
+
+    def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
+        from vtrain_ltxvideo.saving import save_model
+
+        return save_model(bundle, config, Path(output_dir))
+
+    # -- capabilities --------------------------------------------------------------------------
+
+    def capture_hidden_states(self, bundle: ModelBundle, block_index: int) -> AbstractContextManager[Any]:
+        """Inside the context, the training forward stores block ``block_index``'s output as
+        ``(batch, latent_frames, tokens_per_frame, dim)`` in ``captured.hidden_states``."""
+        from vtrain_ltxvideo.capture import capture_hidden_states
+
+        return capture_hidden_states(bundle, block_index)

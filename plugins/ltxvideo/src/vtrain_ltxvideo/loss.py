@@ -1,0 +1,105 @@
+"""The LTX-Video flow-matching objective, with image-to-video first-frame conditioning.
+
+x_t = (1 - sigma) * x0 + sigma * noise; the transformer predicts noise - x0 (MSE). For an i2v
+sample the first latent frame is given clean, its tokens get timestep 0 (the conditioning mask of
+diffusers' ``LTXImageToVideoPipeline``) and they are left out of the loss.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vtrain_ltxvideo.encoding import pack_latents
+
+if TYPE_CHECKING:
+    import torch
+
+    from vtrain.config import ResolvedConfig
+    from vtrain.family import LossOutput, ModelBundle, TrainState
+
+TIMESTEP_SCALE = 1000.0  # the pipeline passes scheduler timesteps = sigma * 1000
+
+
+def draw_sigmas(batch: dict[str, Any], x0: torch.Tensor, config: ResolvedConfig, state: TrainState,
+                shift_fallback: Any) -> torch.Tensor:
+    """``batch["sigmas"]`` when given (used as is), else drawn from the torch global RNG and shifted."""
+    from vtrain.flow_matching import sample_sigmas, shift_sigmas
+
+    if batch.get("sigmas") is not None:
+        return batch["sigmas"].to(x0.device, torch_float())
+    sigmas = sample_sigmas(x0.shape[0], config.flow_sigma_sampling, config.flow_logit_mean, config.flow_logit_std,
+                           device=x0.device)
+    shape = tuple(x0.shape[1:])
+    shift = state.shift_for(shape) if state is not None and state.shift_for else shift_fallback(config, shape)
+    if shift is not None:
+        sigmas = shift_sigmas(sigmas, shift)
+    return sigmas
+
+
+def torch_float() -> Any:
+    import torch
+
+    return torch.float32
+
+
+def i2v_mask(batch: dict[str, Any], x0: torch.Tensor, probability: float) -> torch.Tensor:
+    """(B,) bool: which samples keep their first latent frame clean this step.
+
+    ``batch["is_i2v"]`` (per sample, from the dataset's ``video.is_i2v``) defaults to true for LTX-Video.
+    A single latent frame (an image) is never conditioned: there would be nothing left to learn.
+    """
+    import torch
+
+    size, frames = x0.shape[0], x0.shape[2]
+    flags = batch.get("is_i2v")
+    wanted = torch.ones(size, dtype=torch.bool, device=x0.device) if flags is None else \
+        torch.as_tensor(flags, device=x0.device).bool().reshape(size)
+    if frames < 2 or probability <= 0:
+        return torch.zeros_like(wanted)
+    if probability < 1:
+        wanted = wanted & (torch.rand(size, device=x0.device) < probability)
+    return wanted
+
+
+def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: TrainState,
+                       shift_fallback: Any, fps: float) -> LossOutput:
+    """The training loss for one batch of cached latents and text embeddings."""
+    import torch
+
+    from vtrain.family import LossOutput
+    from vtrain.flow_matching import noisy_latents
+
+    model = bundle.forward_model()
+    patch, patch_t = bundle.meta["patch_size"], bundle.meta["patch_size_t"]
+    x0 = batch["latents"].float()
+    sigmas = draw_sigmas(batch, x0, config, state, shift_fallback)
+    noise = batch["noise"].to(x0.device, x0.dtype) if batch.get("noise") is not None else torch.randn_like(x0)
+    conditioned = i2v_mask(batch, x0, config.i2v_conditioning_probability)
+
+    x_t = noisy_latents(x0, noise, sigmas)
+    frame_mask = torch.zeros(x0.shape[0], 1, *x0.shape[2:], device=x0.device)  # 1 = clean condition
+    frame_mask[conditioned, :, 0] = 1.0
+    x_t = x_t * (1 - frame_mask) + x0 * frame_mask
+    token_mask = pack_latents(frame_mask, patch, patch_t).squeeze(-1)  # (B, S)
+
+    timestep = sigmas * TIMESTEP_SCALE
+    if bool(conditioned.any()):
+        timestep = timestep[:, None] * (1 - token_mask)  # per-token timesteps, 0 for the clean frame
+    frames, height, width = x0.shape[2] // patch_t, x0.shape[3] // patch, x0.shape[4] // patch
+    dtype = bundle.meta.get("compute_dtype") or next(bundle.model.parameters()).dtype
+    prediction = model(
+        hidden_states=pack_latents(x_t, patch, patch_t).to(dtype),
+        encoder_hidden_states=batch["prompt_embeds"].to(dtype),
+        timestep=timestep,
+        encoder_attention_mask=batch["prompt_attention_mask"],
+        num_frames=frames, height=height, width=width,
+        rope_interpolation_scale=(bundle.meta["temporal_compression"] / fps, bundle.meta["spatial_compression"],
+                                  bundle.meta["spatial_compression"]),
+        return_dict=False,
+    )[0].float()
+    target = pack_latents(noise - x0, patch, patch_t)
+    error = ((prediction - target) ** 2).mean(dim=-1)  # (B, S)
+    weight = 1 - token_mask
+    loss = (error * weight).sum() / weight.sum().clamp_min(1)
+    return LossOutput(loss=loss, terms={"flow": loss.detach()},
+                      metrics={"sigma_mean": float(sigmas.mean()), "i2v_fraction": float(conditioned.float().mean())})

@@ -1,0 +1,99 @@
+"""Validation videos with diffusers' ``LTXPipeline`` / ``LTXImageToVideoPipeline``.
+
+The pipelines are assembled around the transformer being trained (``bundle.model``, adapter
+active), so what is rendered is exactly the current weights. EMA seam: a plugin that wraps the
+``validate`` hook may swap EMA weights into ``bundle.model`` in place before ``yield`` and set
+``bundle.meta["validation_variant"] = "ema"``; the files then get an ``-ema`` suffix so both
+renders of one step can sit side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain_ltxvideo.encoding import module_device
+
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.family import Artifact, ModelBundle
+
+DEFAULT_FRAMES = 49  # about two seconds at 25 fps; validation_num_video_frames overrides it
+REFERENCE_FRAME = "i2v_reference_frame"
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    width, height = (int(part) for part in text.lower().split("x"))
+    return width, height
+
+
+def conditioning_image(bundle: ModelBundle, config: ResolvedConfig) -> Any | None:
+    """The i2v validation image: the configured file, else a training clip's first frame, else None (t2v)."""
+    from PIL import Image
+
+    if config.validation_image:
+        return Image.open(config.validation_image).convert("RGB")
+    frame = bundle.meta.get(REFERENCE_FRAME)
+    if frame is None or config.i2v_conditioning_probability <= 0:
+        return None
+    array = (frame.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
+    return Image.fromarray(array)
+
+
+def build_pipeline(bundle: ModelBundle, image: Any | None) -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline, LTXPipeline
+
+    parts = bundle.components
+    device = module_device(bundle.model)
+    parts["vae"].to(device)
+    parts["text_encoder"].to(device)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config)
+    cls = LTXImageToVideoPipeline if image is not None else LTXPipeline
+    pipeline = cls(scheduler=scheduler, vae=parts["vae"], text_encoder=parts["text_encoder"],
+                   tokenizer=parts["tokenizer"], transformer=bundle.model)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def render_videos(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str],
+                  fps: int) -> list[Artifact]:
+    """Render every prompt at every validation resolution; write ``<nickname>-<W>x<H>.mp4`` files."""
+    import torch
+    from diffusers.utils import export_to_video
+
+    from vtrain.family import Artifact
+
+    model = bundle.model
+    folder = Path(config.output_dir) / "validation" / f"step-{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    variant = bundle.meta.get("validation_variant")
+    suffix = f"-{variant}" if variant else ""
+    image = conditioning_image(bundle, config)
+    pipeline = build_pipeline(bundle, image)
+    frames = config.validation_num_video_frames or DEFAULT_FRAMES
+    device = module_device(model)
+    was_training = model.training
+    model.eval()
+    artifacts: list[Artifact] = []
+    try:
+        for nickname, prompt in prompts.items():
+            for size in config.validation_resolution:
+                width, height = parse_resolution(size)
+                generator = torch.Generator(device=device).manual_seed(config.validation_seed)
+                kwargs: dict[str, Any] = {"image": image} if image is not None else {}
+                with torch.no_grad():
+                    video = pipeline(prompt=prompt, negative_prompt=config.validation_negative_prompt or None,
+                                     width=width, height=height, num_frames=frames, frame_rate=fps,
+                                     num_inference_steps=config.validation_num_inference_steps,
+                                     guidance_scale=config.validation_guidance, generator=generator,
+                                     max_sequence_length=config.tokenizer_max_length, output_type="np",
+                                     **kwargs).frames[0]
+                path = folder / f"{nickname}-{width}x{height}{suffix}.mp4"
+                export_to_video(list(video), str(path), fps=fps)
+                artifacts.append(Artifact(path=path, kind="video", meta={
+                    "prompt": prompt, "step": step, "width": width, "height": height, "frames": len(video),
+                    "fps": fps, "mode": "i2v" if image is not None else "t2v", "variant": variant or "model"}))
+    finally:
+        model.train(was_training)
+    return artifacts
