@@ -32,6 +32,7 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
             "tokenizer_max_length",
             "lora_target",
             "i2v_conditioning_probability",
+            "validation_image",
         ),
     ),
     KnownDistribution(
