@@ -122,17 +122,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             "While caches are built, keep only the encoder in use on the accelerator.", **data)
 
     services = {"category": "services", "status": "planned", "planned_note": _SERVICES}
-    reg.add("report_to", "str", "none", "Trackers: wandb, tensorboard, none (comma-separated for several).", **services)
-    reg.add("tracker_project_name", "str", None, "Tracker project.", **services)
-    reg.add("tracker_run_name", "str", None, "Tracker run name.", **services)
     reg.add("push_to_hub", "bool", False, "Upload the final model and a model card to the hub.", **services)
     reg.add("push_checkpoints_to_hub", "bool", False, "Upload every checkpoint too.", **services)
     reg.add("hub_model_id", "str", None, "Hub repository for uploads.", **services)
     reg.add("webhook_config", "json", None, "Webhook targets (a JSON object/list or a path to one).", **services)
-    reg.add("use_ema", "bool", False, "Keep an exponential moving average of the trainable weights.", **services)
-    reg.add("ema_decay", "float", 0.995, "EMA decay.", **services)
-    reg.add("ema_update_interval", "int", None, "Update the EMA every N updates.", **services)
-    reg.add("ema_validation", "str", "none", "Validate with the EMA weights: none, ema_only, comparison.", **services)
-    reg.add("ema_device", "str", "cpu", "Where the EMA weights live: cpu or accelerator.", **services)
     reg.add("validation_preview", "bool", False, "Stream intermediate decodes through the webhook.", **services)
     reg.add("validation_preview_steps", "int", 1, "Preview every N sampling steps.", **services)

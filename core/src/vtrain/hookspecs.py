@@ -154,6 +154,9 @@ def compute_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedCon
     """The training objective for one batch.
 
     firstresult. The family's objective comes from the core's trylast implementation.
+    Optional batch keys a family must honour: ``sigmas`` (shape ``(B,)``, used as given: no
+    sampling, no shift) and ``noise`` (shaped like the latents), so an evaluation can score the
+    model at fixed timesteps with fixed noise.
     Regularisers wrap it (``wrapper=True``): run code before ``yield``, then add terms to the
     returned :class:`~vtrain.family.LossOutput` with ``add_term``. Every term is logged on its own.
     """
@@ -186,12 +189,20 @@ def describe_run(run: RunContext) -> list[str] | None:
 
 @hookspec
 def on_run_start(run: RunContext) -> None:
-    """The model is prepared and the data is ready; training is about to begin."""
+    """The model is prepared and the data is ready; training is about to begin.
+
+    Called before a checkpoint is restored (``run.state`` is still ``None``), so objects passed
+    to ``run.register_stateful`` here are restored on resume.
+    """
 
 
 @hookspec
 def on_step_end(run: RunContext, step: int, logs: Mapping[str, float]) -> None:
-    """An optimizer update finished. ``logs`` holds every loss term, the lr, grad norm and timing."""
+    """An optimizer update finished. ``logs`` holds every loss term, the lr, grad norm and timing.
+
+    ``logs`` is a dict: an implementation marked ``tryfirst=True`` may add metrics of this step
+    (an evaluation loss, say); later implementations (trackers) and ``metrics.jsonl`` then see them.
+    """
 
 
 @hookspec

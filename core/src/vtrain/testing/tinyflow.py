@@ -131,12 +131,15 @@ class TinyFlowFamily:
         from vtrain.flow_matching import noisy_latents, sample_sigmas, shift_sigmas
 
         x0 = batch["latents"].float()
-        sigmas = sample_sigmas(x0.shape[0], config.flow_sigma_sampling, config.flow_logit_mean,
-                               config.flow_logit_std, device=x0.device)
-        shift = state.shift_for(tuple(x0.shape[1:])) if state.shift_for else self.schedule_shift(config, x0.shape[1:])
-        if shift is not None:
-            sigmas = shift_sigmas(sigmas, shift)
-        noise = torch.randn_like(x0)
+        if "sigmas" in batch:  # fixed timesteps (evaluation): used as given
+            sigmas = batch["sigmas"].to(x0.device, torch.float32)
+        else:
+            sigmas = sample_sigmas(x0.shape[0], config.flow_sigma_sampling, config.flow_logit_mean,
+                                   config.flow_logit_std, device=x0.device)
+            shift = state.shift_for(tuple(x0.shape[1:])) if state.shift_for else self.schedule_shift(config, x0.shape[1:])
+            if shift is not None:
+                sigmas = shift_sigmas(sigmas, shift)
+        noise = batch["noise"].to(x0.device, x0.dtype) if "noise" in batch else torch.randn_like(x0)
         x_t = noisy_latents(x0, noise, sigmas)
         prediction = bundle.forward_model()(x_t, sigmas, batch["labels"]).float()
         error = (prediction - (noise - x0)) ** 2

@@ -43,6 +43,8 @@ class TrainingLoop:
         self.prompts = collect_prompts(self.config)
         self.validation_paths: list[Path] = []
         self.metrics_file: Any = None
+        self._samples_per_update = (self.config.train_batch_size * self.config.gradient_accumulation_steps
+                                    * self.acc.num_processes)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -50,6 +52,8 @@ class TrainingLoop:
         config, acc, hooks = self.config, self.acc, self.run.hooks
         started = time.perf_counter()
         self.checkpoints.clean_leftovers()
+        # before the restore, so objects plugins register with run.register_stateful are restored too
+        hooks.on_run_start(self.run)
         state, resumed_from = self._start_or_resume()
         state.shift_for = lambda shape: hooks.schedule_shift(config, tuple(shape))
         self.run.state = state
@@ -58,7 +62,6 @@ class TrainingLoop:
 
         if self.prompts and resumed_from is None and not config.disable_benchmark:
             self._validate(step=0)
-        hooks.on_run_start(self.run)
 
         progress = self._progress_bar(initial=state.step)
         last_loss: float | None = None
@@ -83,10 +86,11 @@ class TrainingLoop:
                             epoch=state.epoch)
                 if grad_norm is not None:
                     logs["grad_norm"] = grad_norm
+                logs["samples_per_second"] = self._samples_per_update / max(logs["step_seconds"], 1e-9)
                 last_loss = logs["loss"]
                 accumulated, micro_batches = {}, 0
+                hooks.on_step_end(self.run, state.step, logs)  # tryfirst implementations may add metrics
                 self._log(state.step, logs, progress)
-                hooks.on_step_end(self.run, state.step, logs)
                 if config.checkpoint_step_interval and state.step % config.checkpoint_step_interval == 0:
                     self._checkpoint(state)
                 if config.validation_step_interval and state.step % config.validation_step_interval == 0 \
