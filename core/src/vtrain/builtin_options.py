@@ -13,7 +13,6 @@ LR_SCHEDULERS = (
     "polynomial",
 )
 
-_DATA = "data layer (issue 4): set datasets up in data_backend_config once it lands"
 _SERVICES = "run services (issue 5)"
 
 
@@ -103,18 +102,25 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("disable_benchmark", "bool", False,
             "Skip rendering the validation prompts with the untrained model before the first update.", **val)
 
-    data = {"category": "data", "status": "planned", "planned_note": _DATA}
-    reg.add("data_backend_config", "path", None, "JSON list of dataset definitions (SimpleTuner's multidatabackend.json).",
+    data = {"category": "data"}
+    reg.add("data_backend_config", "json", None,
+            "Dataset definitions (SimpleTuner's multidatabackend.json): a path to the JSON file or an inline JSON list.",
             **data)
     reg.add("caption_dropout_probability", "float", 0.0, "Probability of training a sample on the empty prompt.",
             minimum=0, maximum=1, **data)
-    reg.add("resolution", "float", None, "Default dataset resolution (see resolution_type).", **data)
-    reg.add("resolution_type", "str", None, "Default resolution type: pixel_area or pixel.", **data)
-    reg.add("aspect_bucket_rounding", "int", None, "Decimal places of aspect-ratio bucket keys.", **data)
-    reg.add("minimum_image_size", "float", None, "Skip inputs smaller than this.", **data)
-    reg.add("maximum_image_size", "float", None, "Shrink inputs larger than this.", **data)
+    reg.add("resolution", "float", None,
+            "Default dataset resolution (see resolution_type; a dataset's own resolution wins).", **data)
+    reg.add("resolution_type", "str", None,
+            "Default resolution type: pixel_area (sqrt of the area in px), pixel (shorter side) or area (megapixels).",
+            choices=("pixel_area", "pixel", "area"), **data)
+    reg.add("aspect_bucket_rounding", "int", None, "Decimal places of aspect-ratio bucket keys (default 2).",
+            minimum=0, **data)
+    reg.add("minimum_image_size", "float", None, "Skip inputs smaller than this (in the resolution_type unit).", **data)
+    reg.add("maximum_image_size", "float", None,
+            "Inputs larger than this are first shrunk to target_downsample_size.", **data)
     reg.add("target_downsample_size", "float", None, "Size very large inputs are shrunk to before cropping.", **data)
-    reg.add("disable_bucket_pruning", "bool", False, "Keep samples that do not fill a whole batch of their bucket.", **data)
+    reg.add("disable_bucket_pruning", "bool", False,
+            "Keep buckets smaller than train_batch_size (padded with repeats) instead of dropping them.", **data)
     reg.add("vae_batch_size", "int", 4, "Samples per VAE call while caching latents.", minimum=1, **data)
     reg.add("compress_disk_cache", "bool", False, "Compress cached latents and embeddings.", **data)
     reg.add("delete_problematic_images", "bool", False, "Delete unreadable files instead of skipping them.", **data)

@@ -24,6 +24,7 @@ class CorePlugin:
 
     def __init__(self, families: Mapping[str, ModelFamily]) -> None:
         self.families = families
+        self.hooks: Any = None  # the run's vtrain.hooks.Hooks, set by load_plugins (build_dataset calls encode_batch)
 
     def _family(self, name: str) -> ModelFamily:
         return self.families[name]
@@ -117,10 +118,23 @@ class CorePlugin:
     def build_dataset(self, bundle: ModelBundle, config: ResolvedConfig, family: ModelFamily) -> Any:
         from vtrain.errors import ConfigError, Problem
 
-        raise ConfigError([Problem("data_backend_config",
-                                   f"the {family.name!r} family supplies no built-in data and the dataset layer "
-                                   "(data_backend_config) is not built yet",
-                                   "use a family that generates its data, or wait for the data layer")])
+        if not config.data_backend_config:
+            raise ConfigError([Problem("data_backend_config",
+                                       f"the {family.name!r} family supplies no built-in data and no datasets are defined",
+                                       "set data_backend_config to a multidatabackend.json file (or an inline list)")])
+        from accelerate import PartialState
+
+        from vtrain.data.build import DataContext, build_datasets
+
+        hooks = self.hooks
+        encode = ((lambda batch: hooks.encode_batch(bundle, batch, config)) if hooks is not None
+                  else (lambda batch: family.encode_batch(bundle, batch, config)))
+        state = PartialState()
+        ctx = DataContext(encode=encode, family=family.name, traits=family.traits,
+                          identity=dict(bundle.meta.get("cache_identity") or {}), components=dict(bundle.components),
+                          device=state.device, rank=state.process_index, world_size=state.num_processes,
+                          barrier=state.wait_for_everyone)
+        return build_datasets(config, ctx)
 
 
 def _parse_size(text: str) -> tuple[int, int] | None:

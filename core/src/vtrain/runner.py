@@ -139,6 +139,7 @@ class Runner:
             raise
         finally:
             accelerator.end_training()
+            _release_accelerate_state()
 
     def _run_info(self, accelerator: Any) -> dict[str, Any]:
         import torch
@@ -164,11 +165,21 @@ def load_plugins(plugins: Sequence[object | str] = (), plugin_files: Sequence[st
     host = PluginHost(builtins=[("core", core)], plugins=plugins, plugin_files=plugin_files, blocked=blocked,
                       autoload=autoload)
     hooks = Hooks(host)
+    core.hooks = hooks
     registry = OptionsRegistry()
     hooks.add_options(registry)
     families.update(hooks.register_families())
     optimizers = hooks.register_optimizers()
     return host, registry, families, optimizers
+
+
+def _release_accelerate_state() -> None:
+    """accelerate keeps process-wide singletons; reset them so a later Runner in the same process
+    may choose another precision (the distributed process group itself is kept)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
 
 
 def _has_accelerator() -> bool:

@@ -59,6 +59,11 @@ class TinyFlowDataset:
         return [f"tinyflow synthetic: {len(self)} samples, buckets " + ", ".join(f"{k}: {v}" for k, v in counts.items())]
 
 
+def caption_label(text: str, num_classes: int) -> int:
+    """The tinyflow stand-in for a text encoder: a stable hash of the caption modulo ``num_classes``."""
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16) % num_classes
+
+
 @dataclass
 class Captured:
     hidden_states: Any = None
@@ -68,7 +73,8 @@ class TinyFlowFamily:
     """The ``tinyflow`` family object (follows :class:`vtrain.family.ModelFamily`)."""
 
     name = NAME
-    traits = FamilyTraits(frame_factor=1, frame_offset=0, spatial_alignment=1, latent_channels=4,
+    # The cheap encoder below maps 4k+1 frames to k+1 latent frames and 8x8 pixels to one latent pixel.
+    traits = FamilyTraits(frame_factor=4, frame_offset=1, spatial_alignment=8, latent_channels=4,
                           supports_masked_loss=True, default_fps=8)
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
@@ -85,7 +91,9 @@ class TinyFlowFamily:
         model.requires_grad_(False)
         # LoRA trains in fp32 on top of frozen weights; full training keeps fp32 master weights.
         model.to(torch.float32 if config.model_type == "full" else dtype)
-        return ModelBundle(family=NAME, model=model, meta={"dtype": str(dtype)})
+        # what changes encode_batch's outputs besides the config keys the data layer already keys caches on
+        identity = {"text": {"classes": config.tinyflow_classes}, "vae": {"encoder": "avgpool-rgbl-v1"}}
+        return ModelBundle(family=NAME, model=model, meta={"dtype": str(dtype), "cache_identity": identity})
 
     def add_adapters(self, bundle: ModelBundle, config: ResolvedConfig) -> None:
         import torch
@@ -112,7 +120,30 @@ class TinyFlowFamily:
         model.train()
 
     def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
-        return dict(batch)  # the synthetic samples are latents already
+        """A real but cheap encoder: pixels -> pooled RGB+luminance latents, captions -> class labels.
+
+        ``pixels`` (B, F, 3, H, W) in [0, 1], F = 4k+1, H and W multiples of 8, become latents
+        (B, 4, k+1, H/8, W/8): the first frame alone, then groups of 4 frames averaged (like a
+        causal video VAE). A caption's label is a stable hash of its text modulo ``tinyflow_classes``.
+        """
+        import torch
+
+        out: dict[str, Any] = {}
+        if "pixels" in batch:
+            pixels = batch["pixels"].float()
+            b, f, c, h, w = pixels.shape
+            if c != 3 or (f - 1) % 4 or h % 8 or w % 8:
+                raise ValueError(f"tinyflow encodes (B, 4k+1, 3, 8m, 8n) pixels, got {tuple(pixels.shape)}")
+            luminance = (pixels * torch.tensor([0.299, 0.587, 0.114]).view(1, 1, 3, 1, 1)).sum(2, keepdim=True)
+            x = torch.cat([pixels, luminance], dim=2).reshape(b * f, 4, h, w)
+            x = torch.nn.functional.avg_pool2d(x, 8).reshape(b, f, 4, h // 8, w // 8)
+            rest = x[:, 1:].reshape(b, (f - 1) // 4, 4, 4, h // 8, w // 8).mean(2)
+            latents = torch.cat([x[:, :1], rest], dim=1).permute(0, 2, 1, 3, 4)
+            out["latents"] = ((latents - 0.5) * 4.0).contiguous()
+        if "captions" in batch:
+            out["labels"] = torch.tensor([caption_label(text, config.tinyflow_classes) for text in batch["captions"]],
+                                         dtype=torch.long)
+        return out
 
     def schedule_shift(self, config: ResolvedConfig, sample_shape: tuple[int, ...]) -> float | None:
         from vtrain.flow_matching import resolution_shift
@@ -163,7 +194,7 @@ class TinyFlowFamily:
         model.eval()
         frames, height, width = SHAPES[0]
         for nickname, prompt in prompts.items():
-            label = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % config.tinyflow_classes
+            label = caption_label(prompt, config.tinyflow_classes)
             generator = torch.Generator().manual_seed(config.validation_seed)
             x = torch.randn(1, self.traits.latent_channels, frames, height, width, generator=generator)
             sigmas = torch.linspace(1.0, 0.0, config.validation_num_inference_steps + 1)

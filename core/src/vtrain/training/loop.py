@@ -71,6 +71,8 @@ class TrainingLoop:
         while state.step < self.total_steps and (self.max_epochs is None or state.epoch < self.max_epochs):
             plan = plan_epoch(self.buckets, config.train_batch_size, config.seed, state.epoch,
                               acc.process_index, acc.num_processes)
+            if hasattr(self.run.dataset, "set_epoch"):  # per-epoch caption dropout and dataset draws
+                self.run.dataset.set_epoch(state.epoch)
             for batch in self._batches(plan.batches, start=state.batch_in_epoch):
                 state.batch_in_epoch += 1
                 terms = self._forward_backward(batch, state)

@@ -1,0 +1,275 @@
+"""Building the training dataset of ``data_backend_config``: validate, scan, cache, check, assemble.
+
+Model-agnostic: what the data layer needs from the model comes in through :class:`DataContext`
+(the ``encode_batch`` hook as a callable, the family's traits, the frozen components to move
+around when ``offload_during_startup`` is on, and the process layout for a distributed build).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtrain.data.cache import CacheStore, cache_key
+from vtrain.data.caching import CacheJob, CacheReport, build_cache
+from vtrain.data.dataset import CachedVideoDataset, DatasetPart, Sample
+from vtrain.data.media_io import load_pixels
+from vtrain.data.scan import ScannedItem, ScanResult, scan_backend
+from vtrain.data.spec import DataPlan, MediaBackend, parse_backends
+from vtrain.errors import ConfigError, Problem
+from vtrain.family import FamilyTraits
+
+# Config keys that change cached latents / cached text embeddings when present in a run's config.
+VAE_IDENTITY_KEYS = ("pretrained_model_name_or_path", "pretrained_vae_model_name_or_path", "base_model_default_dtype",
+                     "vae_dtype", "vae_enable_tiling")
+TEXT_IDENTITY_KEYS = ("pretrained_model_name_or_path", "pretrained_text_encoder_model_name_or_path",
+                      "base_model_default_dtype", "text_encoder_1_precision", "tokenizer_max_length")
+
+
+@dataclass
+class DataContext:
+    """What the data layer needs from the run.
+
+    :param encode: the run's ``encode_batch`` hook, as ``encode(batch) -> dict of per-sample tensors``.
+    :param family: the family name (part of every cache key).
+    :param traits: frame rule and spatial alignment.
+    :param identity: extra facts that change encoder outputs (``bundle.meta["cache_identity"]``).
+    :param components: frozen parts by name, moved between CPU and ``device`` by ``offload_during_startup``.
+    :param rank: this process's index; :param world_size: the number of processes.
+    :param barrier: waits for every process (``accelerator.wait_for_everyone``).
+    """
+
+    encode: Callable[[dict[str, Any]], dict[str, Any]]
+    family: str
+    traits: FamilyTraits
+    identity: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
+    device: Any = None
+    rank: int = 0
+    world_size: int = 1
+    barrier: Callable[[], None] = lambda: None
+    say: Callable[[str], None] = print
+    show_progress: bool = True
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
+    """The run's dataset from ``config.data_backend_config``; raises :class:`ConfigError` for user errors."""
+    plan = parse_backends(config["data_backend_config"], config)
+    say = ctx.say if ctx.is_main else (lambda _message: None)
+    scans = _scan_all(plan, config, ctx, say)
+    vae_identity = _identity(config, ctx, VAE_IDENTITY_KEYS, "vae")
+    text_identity = _identity(config, ctx, TEXT_IDENTITY_KEYS, "text")
+    compress = bool(config.get("compress_disk_cache", False))
+    text_stores = {name: CacheStore(backend.cache_dir, compress) for name, backend in plan.text.items()}
+    vae_keys: dict[tuple[str, Path], str] = {}
+    text_keys: dict[str, str] = {}
+
+    def text_key(caption: str) -> str:
+        if caption not in text_keys:
+            text_keys[caption] = cache_key({"kind": "text", "caption": caption, **text_identity})
+        return text_keys[caption]
+
+    for scan in scans:
+        for item in scan.items:
+            vae_keys[(scan.backend.id, item.path)] = cache_key({
+                "kind": "latents", "source": item.digest, "dataset_type": scan.backend.dataset_type,
+                "geometry": item.geometry.as_key(), **vae_identity})
+            text_key(item.caption)
+    empty_key = text_key("")
+    reports = []
+    with _offload(ctx, config, keep="text"):
+        for name, store in text_stores.items():
+            captions = {""} | {i.caption for s in scans if plan.text_backend_for(s.backend).id == name for i in s.items}
+            jobs = [CacheJob(text_key(c), (lambda c=c: c), "text", c[:40]) for c in sorted(captions)]
+            reports.append((f"text embeddings {name!r}", build_cache(
+                jobs, store, ctx.encode, input_name="captions", batch_size=int(config.get("vae_batch_size", 4)),
+                write_batch_size=plan.text[name].write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
+                description=f"caching text embeds ({name})", unit="caption", show_progress=ctx.show_progress)))
+    with _offload(ctx, config, keep="vae"):
+        for scan in scans:
+            store = CacheStore(scan.backend.cache_dir_vae, compress)
+            jobs = [_latent_job(scan.backend, item, vae_keys[(scan.backend.id, item.path)]) for item in scan.items]
+            reports.append((f"latents {scan.backend.id!r}", build_cache(
+                jobs, store, ctx.encode, input_name="pixels", batch_size=scan.backend.vae_batch_size,
+                write_batch_size=scan.backend.write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
+                description=f"caching latents ({scan.backend.id})",
+                unit="clip" if scan.backend.is_video else "image", show_progress=ctx.show_progress)))
+    ctx.barrier()
+    for label, report in reports:
+        say(f"{label}: {report.total} entries, {report.cached_before} already cached, {report.built} built"
+            + (f", {report.failed} unreadable" if report.failed else "") + f" on this process ({report.seconds:.1f}s)")
+    return _assemble(plan, scans, config, vae_keys, text_keys, empty_key, text_stores, say, reports)
+
+
+def _scan_all(plan: DataPlan, config: Any, ctx: DataContext, say: Callable[[str], None]) -> list[ScanResult]:
+    delete = bool(config.get("delete_problematic_images", False))
+    scans: list[ScanResult] = []
+    if not ctx.is_main:
+        ctx.barrier()  # let the main process delete files and write the metadata first
+    for backend in plan.media:
+        scans.append(scan_backend(backend, ctx.traits, delete and ctx.is_main, save_metadata=ctx.is_main, say=say))
+    if ctx.is_main:
+        ctx.barrier()
+    return scans
+
+
+def _identity(config: Any, ctx: DataContext, keys: tuple[str, ...], kind: str) -> dict[str, Any]:
+    identity: dict[str, Any] = {"family": ctx.family, "extra": ctx.identity.get(kind, ctx.identity.get("all"))}
+    for key in keys:
+        if key in config and config[key] is not None:
+            identity[key] = str(config[key])
+            if key.endswith("_name_or_path") and Path(str(config[key])).is_dir():
+                identity[key + ":files"] = _folder_fingerprint(Path(str(config[key])))
+    return identity
+
+
+def _folder_fingerprint(folder: Path) -> list[tuple[str, int, int]]:
+    """Names, sizes and modification times of a local model folder's weight and config files."""
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in (".safetensors", ".bin", ".json", ".model", ".pt"):
+            stat = path.stat()
+            entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+    return entries
+
+
+def _latent_job(backend: MediaBackend, item: ScannedItem, key: str) -> CacheJob:
+    meta = (("source", str(item.path)), ("fps", f"{item.info.fps:g}"), ("frames", str(item.geometry.frames)),
+            ("size", "x".join(map(str, item.geometry.size))))
+    return CacheJob(key, lambda: load_pixels(item.path, item.info, item.geometry),
+                    (item.geometry.size, item.geometry.frames), str(item.path), meta)
+
+
+class _offload:
+    """``offload_during_startup``: only the encoder in use sits on the accelerator while caching."""
+
+    def __init__(self, ctx: DataContext, config: Any, keep: str) -> None:
+        self.enabled = bool(config.get("offload_during_startup", False)) and ctx.device is not None
+        self.ctx, self.keep = ctx, keep
+        self.moved: list[tuple[Any, Any]] = []
+
+    def _kind(self, name: str) -> str | None:
+        if name.startswith("text_encoder"):
+            return "text"
+        if name == "vae" or name.startswith("vae"):
+            return "vae"
+        return None
+
+    def __enter__(self) -> _offload:
+        if not self.enabled:
+            return self
+        ordered = sorted(self.ctx.components.items(), key=lambda kv: self._kind(kv[0]) == self.keep)
+        for name, module in ordered:  # others leave first, then the one in use arrives
+            kind = self._kind(name)
+            if kind is None or not hasattr(module, "to"):
+                continue
+            device = _device_of(module)
+            target = self.ctx.device if kind == self.keep else "cpu"
+            if device is not None and str(device) != str(target):
+                module.to(target)
+                self.moved.append((module, device))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for module, device in reversed(self.moved):
+            module.to(device)
+
+
+def _device_of(module: Any) -> Any:
+    try:
+        return next(module.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return getattr(module, "device", None)
+
+
+def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: dict[tuple[str, Path], str],
+              text_keys: dict[str, str], empty_key: str, text_stores: dict[str, CacheStore],
+              say: Callable[[str], None], cache_reports: list[tuple[str, CacheReport]]) -> CachedVideoDataset:
+    batch = int(config.get("train_batch_size", 1))
+    per_update = batch * int(config.get("gradient_accumulation_steps", 1))
+    compress = bool(config.get("compress_disk_cache", False))
+    parts: list[DatasetPart] = []
+    slots: list[tuple[int, int]] = []
+    lines: list[str] = []
+    problems: list[Problem] = []
+    for scan in scans:
+        backend = scan.backend
+        store = CacheStore(backend.cache_dir_vae, compress)
+        skipped = list(scan.skipped)
+        samples: list[Sample] = []
+        for item in scan.items:
+            key = vae_keys[(backend.id, item.path)]
+            if not store.has(key):
+                skipped.append((item.path, store.failure(key) or "not in the cache after building (see the log above)"))
+                continue
+            samples.append(Sample(backend.id, item.path, item.bucket, key, text_keys[item.caption],
+                                  backend.video.is_i2v if backend.is_video else False, item.info.fps))
+        copies = 1 + backend.repeats
+        by_bucket: dict[str, list[int]] = {}
+        for index, sample in enumerate(samples):
+            by_bucket.setdefault(sample.bucket, []).append(index)
+        part_slots: list[tuple[int, int]] = []
+        kept: dict[str, int] = {}
+        for bucket in sorted(by_bucket):
+            members = [(len(parts), i) for i in by_bucket[bucket]] * copies
+            if len(members) < batch and not backend.disable_bucket_pruning:
+                for i in by_bucket[bucket]:
+                    skipped.append((samples[i].path, f"bucket {bucket} holds {len(members)} sample(s) with repeats, fewer "
+                                    f"than train_batch_size {batch} (pruned; disable_bucket_pruning keeps it)"))
+                continue
+            if backend.disable_bucket_pruning and len(members) % batch:
+                members += members[: batch - len(members) % batch]  # pad so every sample is trained each epoch
+            part_slots.extend(members)
+            kept[bucket] = len(members)
+        counts = ", ".join(f"{k}: {v}" for k, v in kept.items()) or "none"
+        lines.append(f"dataset {backend.id!r} ({backend.dataset_type}, {backend.instance_data_dir}): {len(samples)} "
+                     f"usable, {len(part_slots)} per epoch with repeats {backend.repeats}; buckets {counts}")
+        if backend.is_video:
+            lines.append(f"  frames: num_frames {backend.video.num_frames}, family rule {scan_rule(scan)}, "
+                         f"bucket_strategy {backend.video.bucket_strategy}")
+        for path, reason in skipped:
+            lines.append(f"  skipped {path}: {reason}")
+        for path, reason in scan.deleted:
+            lines.append(f"  deleted {path}: {reason}")
+        if max(kept.values(), default=0) < per_update or len(part_slots) <= backend.vae_batch_size:
+            problems.append(_too_small(backend, samples, by_bucket, copies, per_update, skipped))
+        parts.append(DatasetPart(backend.id, samples, store, text_stores[plan.text_backend_for(backend).id],
+                                 backend.repeats, backend.probability, backend.caption_dropout_probability))
+        slots.extend(part_slots)
+    for line in lines:
+        say(line)
+    if problems:
+        raise ConfigError(problems)
+    for label, report in cache_reports:
+        lines.append(f"cache {label}: {report.total} entries ({report.cached_before} reused)")
+    return CachedVideoDataset(parts, slots, empty_key, int(config.get("seed", 0)), lines)
+
+
+def scan_rule(scan: ScanResult) -> str:
+    frames = sorted({item.geometry.frames for item in scan.items})
+    return f"frames used {frames}" if frames else "no usable clips"
+
+
+def _too_small(backend: MediaBackend, samples: list[Sample], by_bucket: dict[str, list[int]], copies: int,
+               per_update: int, skipped: list[tuple[Path, str]]) -> Problem:
+    counts = {bucket: len(indices) for bucket, indices in by_bucket.items()}
+    where = f"data_backend_config: dataset {backend.id!r}"
+    if not samples:
+        reasons = "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]) or f"no media files in {backend.instance_data_dir}"
+        return Problem(where, f"no samples detected in dataset ({reasons})",
+                       "add readable files with captions, or fix the reasons above; with few samples raise repeats")
+    largest = max(counts.values())
+    needed_repeats = max(math.ceil(per_update / largest), math.ceil((backend.vae_batch_size + 1) / len(samples))) - 1
+    return Problem(
+        where,
+        f"too few samples: {len(samples)} usable (per bucket: {counts}) x {copies} with repeats {backend.repeats}, "
+        f"but a dataset needs at least train_batch_size x gradient_accumulation_steps = {per_update} samples of one "
+        f"bucket and more than vae_batch_size = {backend.vae_batch_size}",
+        f'set "repeats": {needed_repeats} (or more), add data, or lower train_batch_size / vae_batch_size')

@@ -1,0 +1,187 @@
+"""Reading video and image files: probing their size/length and decoding only the frames needed.
+
+Videos are read with decord; where decord cannot open or decode a file, PyAV is used. Frames are
+decoded in small chunks and resized/cropped as they arrive, so memory depends on the frames
+used and the training size, never on the clip's length or the source resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain.data.geometry import Geometry
+
+if TYPE_CHECKING:
+    import torch
+
+CHUNK = 16  # frames decoded at once
+
+
+class MediaError(Exception):
+    """A file cannot be read; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a probe learns about a file."""
+
+    width: int
+    height: int
+    frames: int
+    fps: float
+    reader: str  # decord, pyav or pil
+
+
+def probe(path: Path, is_video: bool) -> MediaInfo:
+    """Size, frame count and fps of ``path``; raises :class:`MediaError` with the reason."""
+    if path.stat().st_size == 0:
+        raise MediaError("empty file (0 bytes)")
+    if not is_video:
+        return _probe_image(path)
+    try:
+        return _probe_decord(path)
+    except MediaError as decord_error:
+        try:
+            return _probe_pyav(path)
+        except MediaError as pyav_error:
+            raise MediaError(f"unreadable video: decord: {decord_error}; PyAV: {pyav_error}") from None
+
+
+def _probe_image(path: Path) -> MediaInfo:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception as exc:  # PIL raises many kinds
+        raise MediaError(f"unreadable image: {type(exc).__name__}: {exc}") from None
+    return MediaInfo(width, height, 1, 0.0, "pil")
+
+
+def _probe_decord(path: Path) -> MediaInfo:
+    try:
+        import decord
+
+        reader = decord.VideoReader(str(path), num_threads=1)
+        frames = len(reader)
+        height, width = reader[0].shape[:2] if frames else (0, 0)
+        fps = float(reader.get_avg_fps())
+        del reader
+    except Exception as exc:
+        raise MediaError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if frames <= 0 or width <= 0:
+        raise MediaError("no frames")
+    return MediaInfo(int(width), int(height), int(frames), fps, "decord")
+
+
+def _probe_pyav(path: Path) -> MediaInfo:
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frames = stream.frames
+            fps = float(stream.average_rate or 0)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if not frames:  # containers without a frame count: count packets (no decoding)
+                frames = sum(1 for packet in container.demux(stream) if packet.size)
+    except Exception as exc:
+        raise MediaError(f"{type(exc).__name__}: {exc}") from None
+    if frames <= 0 or width <= 0:
+        raise MediaError("no video frames")
+    return MediaInfo(int(width), int(height), int(frames), fps, "pyav")
+
+
+def load_pixels(path: Path, info: MediaInfo, geometry: Geometry) -> torch.Tensor:
+    """Frames ``0 .. geometry.frames-1`` of ``path``, resized and cropped: float (F, C, H, W) in [0, 1].
+
+    Raises :class:`MediaError` when the file cannot deliver them (truncated, corrupt).
+    """
+    if info.reader == "pil":
+        return _fit(_load_image(path), geometry)
+    if info.reader == "decord":
+        try:
+            return _decord_frames(path, geometry)
+        except MediaError:
+            pass  # fall through to PyAV
+    return _pyav_frames(path, geometry)
+
+
+def _fit(frames_uint8: Any, geometry: Geometry) -> torch.Tensor:
+    """(F, H, W, 3) uint8 -> resized, cropped (F, 3, h, w) float in [0, 1]."""
+    import numpy as np
+    import torch
+
+    tensor = torch.from_numpy(np.require(frames_uint8, dtype=np.uint8, requirements="W")).permute(0, 3, 1, 2).float().div_(255.0)
+    pre_w, pre_h = geometry.pre_size
+    if tensor.shape[-2:] != (pre_h, pre_w):
+        down = pre_h < tensor.shape[-2] or pre_w < tensor.shape[-1]
+        tensor = torch.nn.functional.interpolate(tensor, size=(pre_h, pre_w), mode="bilinear", align_corners=False,
+                                                 antialias=down)
+    left, top, width, height = geometry.crop_box
+    return tensor[:, :, top : top + height, left : left + width].clamp_(0.0, 1.0).contiguous()
+
+
+def _load_image(path: Path) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except Exception as exc:
+        raise MediaError(f"unreadable image: {type(exc).__name__}: {exc}") from None
+    return array[None]
+
+
+def _decord_frames(path: Path, geometry: Geometry) -> torch.Tensor:
+    import torch
+
+    try:
+        import decord
+
+        reader = decord.VideoReader(str(path), num_threads=1)
+        if len(reader) < geometry.frames:
+            raise MediaError(f"only {len(reader)} frames, {geometry.frames} needed")
+        parts = []
+        for start in range(0, geometry.frames, CHUNK):
+            indices = list(range(start, min(start + CHUNK, geometry.frames)))
+            parts.append(_fit(reader.get_batch(indices).asnumpy(), geometry))
+        del reader
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"decord: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return torch.cat(parts)
+
+
+def _pyav_frames(path: Path, geometry: Geometry) -> torch.Tensor:
+    import numpy as np
+    import torch
+
+    parts, pending = [], []
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            decoded = 0
+            for frame in container.decode(stream):
+                pending.append(frame.to_ndarray(format="rgb24"))
+                decoded += 1
+                if len(pending) == CHUNK or decoded == geometry.frames:
+                    parts.append(_fit(np.stack(pending), geometry))
+                    pending = []
+                if decoded == geometry.frames:
+                    break
+    except Exception as exc:
+        raise MediaError(f"PyAV: {type(exc).__name__}: {exc}") from None
+    got = sum(p.shape[0] for p in parts)
+    if got < geometry.frames:
+        raise MediaError(f"truncated: decoded {got} of the {geometry.frames} frames needed")
+    return torch.cat(parts)
