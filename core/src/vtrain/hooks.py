@@ -30,8 +30,19 @@ class Hooks:
         """Call each plugin's ``add_options`` with the registry set to record that plugin as owner."""
         for impl in self._hook.add_options.get_hookimpls():
             registry.owned_by(impl.plugin_name)
-            impl.function(*[{"registry": registry}[arg] for arg in impl.argnames])
+            self._call_one(impl, "add_options", registry=registry)
         registry.owned_by("core")
+
+    def _call_one(self, impl: Any, hook: str, **kwargs: Any) -> Any:
+        """Call one plugin's implementation; a crash becomes a PluginError naming the plugin."""
+        try:
+            return impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except PluginError:
+            raise
+        except Exception as exc:
+            info = self._host.info.get(impl.plugin_name)
+            dist = f" (distribution {info.distribution})" if info else ""
+            raise PluginError(f"plugin {impl.plugin_name!r}{dist} failed in {hook}: {type(exc).__name__}: {exc}") from exc
 
     def register_families(self) -> dict[str, ModelFamily]:
         from vtrain.family import ModelFamily
@@ -45,7 +56,8 @@ class Hooks:
                 raise PluginError(f"model family {family.name!r} is registered twice")
             families[family.name] = family
 
-        self._hook.register_families(register=register)
+        for impl in self._hook.register_families.get_hookimpls():
+            self._call_one(impl, "register_families", register=register)
         return families
 
     def register_optimizers(self) -> dict[str, tuple[Callable[..., Any], str]]:
@@ -56,7 +68,8 @@ class Hooks:
                 raise PluginError(f"optimizer {name!r} is registered twice")
             optimizers[name] = (factory, help)
 
-        self._hook.register_optimizers(register=register)
+        for impl in self._hook.register_optimizers.get_hookimpls():
+            self._call_one(impl, "register_optimizers", register=register)
         return optimizers
 
     def validate_config(self, config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:

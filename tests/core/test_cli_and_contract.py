@@ -1,0 +1,102 @@
+"""CLI start-up stays light, the Runner API returns a result, tinyflow passes the family contract."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vtrain.testing.contract import FamilyContract
+
+
+def test_help_and_plugins_do_not_import_torch() -> None:
+    code = ("import sys, io, contextlib\n"
+            "from vtrain.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['--help']) == 0\n"
+            "    assert main(['plugins']) == 0\n"
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'accelerate', 'peft') if m in sys.modules]\n"
+            "print(heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", f"imported at start-up: {proc.stdout}"
+
+
+def test_unknown_command_suggests() -> None:
+    proc = subprocess.run([sys.executable, "-m", "vtrain", "plugin"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "did you mean plugins" in proc.stderr
+
+
+def test_runner_result(tinyflow_config: dict, make_runner: Any) -> None:
+    tinyflow_config.update(max_train_steps=30, validation_prompt="a test", validation_step_interval=15,
+                           validation_num_inference_steps=3)
+    result = make_runner(tinyflow_config).run()
+    assert result.steps == 30
+    assert math.isfinite(result.final_loss)
+    assert [p.name for p in result.model_paths] == ["adapter_model.safetensors"]
+    steps = sorted({p.parent.name for p in result.validation})
+    assert steps == ["step-0", "step-15", "step-30"]  # benchmark before training, interval, end
+
+
+def test_loss_falls_on_tinyflow(tinyflow_config: dict, make_runner: Any) -> None:
+    import json
+
+    tinyflow_config.update(max_train_steps=150, model_type="full", learning_rate=1e-2, train_batch_size=4,
+                           tinyflow_width=64)
+    result = make_runner(tinyflow_config).run()
+    losses = [json.loads(line)["loss"] for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
+    first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
+    assert last < 0.85 * first, (first, last)
+
+
+def test_grad_clip_value_and_accumulation_and_bf16(tinyflow_config: dict, make_runner: Any) -> None:
+    tinyflow_config.update(max_train_steps=4, grad_clip_method="value", max_grad_norm=1e-4,
+                           gradient_accumulation_steps=2, mixed_precision="bf16", gradient_checkpointing=True)
+    result = make_runner(tinyflow_config).run()
+    assert result.steps == 4
+
+
+def test_nan_loss_stops_with_step_and_terms(tinyflow_config: dict, make_runner: Any) -> None:
+    from vtrain import hookimpl
+    from vtrain.errors import TrainingError
+
+    class Poison:
+        name = "poison"
+
+        @hookimpl(wrapper=True)
+        def compute_loss(self, state: Any) -> Any:
+            out = yield
+            if state.step == 2:
+                out.add_term("poison", out.loss * float("nan"))
+            return out
+
+    with pytest.raises(TrainingError, match=r"(?s)step 3.*poison"):
+        make_runner(tinyflow_config, plugins=[Poison()]).run()
+
+
+def test_epochs_and_ignore_final_epochs(tinyflow_config: dict, make_runner: Any) -> None:
+    tinyflow_config.update(max_train_steps=0, num_train_epochs=2, train_batch_size=4)
+    assert make_runner(tinyflow_config).run().steps == 8  # 16 samples, 2 buckets of 8 -> 4 batches per epoch
+    tinyflow_config.update(max_train_steps=6, num_train_epochs=1, output_dir=tinyflow_config["output_dir"] + "2")
+    assert make_runner(tinyflow_config).run().steps == 4
+    tinyflow_config.update(ignore_final_epochs=True, output_dir=tinyflow_config["output_dir"] + "3")
+    assert make_runner(tinyflow_config).run().steps == 6
+
+
+def test_not_enough_data_message(tinyflow_config: dict, make_runner: Any) -> None:
+    from vtrain.errors import ConfigError
+
+    tinyflow_config.update(train_batch_size=16, tinyflow_num_samples=8)
+    with pytest.raises(ConfigError, match="not enough samples"):
+        make_runner(tinyflow_config).run()
+
+
+class TestTinyflowContract(FamilyContract):
+    @pytest.fixture
+    def family_config(self, tmp_path: Path) -> dict[str, Any]:
+        return {"model_family": "tinyflow", "output_dir": str(tmp_path / "out"), "max_train_steps": 3,
+                "train_batch_size": 2, "mixed_precision": "no", "tinyflow_num_samples": 8}
