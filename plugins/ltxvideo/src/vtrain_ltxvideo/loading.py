@@ -71,11 +71,11 @@ def load_vae(config: ResolvedConfig, dtype: torch.dtype) -> Any:
 
 
 def load_text_encoder(config: ResolvedConfig, dtype: torch.dtype) -> tuple[Any, Any]:
-    from transformers import AutoTokenizer, T5EncoderModel
+    from transformers import T5EncoderModel, T5TokenizerFast
 
     source = config.pretrained_model_name_or_path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
+        tokenizer = T5TokenizerFast.from_pretrained(source, subfolder="tokenizer")
         text_encoder = T5EncoderModel.from_pretrained(source, subfolder="text_encoder", dtype=dtype)
     except (OSError, ValueError) as exc:
         raise _load_error("T5 text encoder", "pretrained_model_name_or_path", source, exc) from exc
