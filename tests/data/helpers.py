@@ -42,12 +42,13 @@ def make_config(backends: Any, **overrides: Any) -> ResolvedConfig:
 
 
 def build(backends: Any, encoder: CountingEncoder | None = None, rank: int = 0, world_size: int = 1,
-          messages: list[str] | None = None, **overrides: Any) -> tuple[Any, CountingEncoder]:
+          messages: list[str] | None = None, barrier: Any = None, **overrides: Any) -> tuple[Any, CountingEncoder]:
     config = make_config(backends, **overrides)
     encoder = encoder or CountingEncoder(config)
     family = TinyFlowFamily()
     ctx = DataContext(encode=encoder, family=family.name, traits=family.traits,
                       identity={"text": {"classes": config["tinyflow_classes"]}}, rank=rank, world_size=world_size,
+                      barrier=barrier or (lambda: None),
                       say=(messages.append if messages is not None else (lambda m: None)), show_progress=False)
     return build_datasets(config, ctx), encoder
 

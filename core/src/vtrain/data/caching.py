@@ -74,9 +74,10 @@ def build_cache(
     for job in jobs:
         unique.setdefault(job.key, job)
     report = CacheReport(total=len(unique))
-    pending = [key for key in unique if not store.has(key)]
-    report.cached_before = report.total - len(pending)
-    mine = [unique[key] for key in share_for_rank(pending, rank, world_size)]
+    # shares are cut from every key (not just the missing ones): a rank that starts late, when
+    # others have written entries already, still computes the same split
+    mine = [unique[key] for key in share_for_rank(list(unique), rank, world_size) if not store.has(key)]
+    report.cached_before = sum(1 for key in unique if store.has(key))
     if not mine:
         report.seconds = time.perf_counter() - started
         return report
