@@ -142,7 +142,7 @@ def test_cli_missing_config_file(tmp_path: Path) -> None:
 
 def test_cli_config_show_traces_sources(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"model_family": "tinyflow", "--learning_rate": "2e-4"}))
+    path.write_text(json.dumps({"model_family": "tinyflow", "--learning_rate": "2e-4", "max_train_steps": 5}))
     proc = _cli("config", "show", "--config", str(path), "--seed", "5", "--json")
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(proc.stdout)
@@ -173,3 +173,13 @@ def test_catalog_matches_bundled_plugins() -> None:
         listed = {k for k in declared if k in dist.keys or k.startswith(dist.key_prefixes or ("\0",))}
         assert declared == listed, f"catalog.py is missing keys of {dist.distribution}: {declared - listed}"
         assert set(dist.keys) <= declared, f"catalog.py lists keys {dist.distribution} does not declare: {set(dist.keys) - declared}"
+
+
+def test_fp16_without_cuda_is_refused_at_configure_time(tinyflow_config: dict) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    tinyflow_config["mixed_precision"] = "fp16"
+    with pytest.raises(ConfigError, match="fp16 mixed precision needs a CUDA device"):
+        Runner.from_config(tinyflow_config)

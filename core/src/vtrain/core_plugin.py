@@ -45,6 +45,9 @@ class CorePlugin:
         if config.max_train_steps == 0 and config.num_train_epochs == 0:
             problems.add("max_train_steps", "both max_train_steps and num_train_epochs are 0: the run has no length",
                          "set max_train_steps (updates) or num_train_epochs")
+        if config.mixed_precision == "fp16" and not _cuda_available():
+            problems.add("mixed_precision", "fp16 mixed precision needs a CUDA device and none is available",
+                         "use mixed_precision=bf16 (or no) on this machine")
         if config.use_masked_loss and not family.traits.supports_masked_loss:
             problems.add("use_masked_loss", f"masked loss is not supported by the {family.name!r} family",
                          "remove use_masked_loss")
@@ -135,6 +138,12 @@ class CorePlugin:
                           device=state.device, rank=state.process_index, world_size=state.num_processes,
                           barrier=state.wait_for_everyone)
         return build_datasets(config, ctx)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _parse_size(text: str) -> tuple[int, int] | None:

@@ -11,13 +11,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtrain.checkpoint import CheckpointWriter, LoopPosition, find_resume_path, list_checkpoints, load_checkpoint
+from vtrain.checkpoint import (
+    CheckpointWriter,
+    LoopPosition,
+    find_resume_path,
+    list_checkpoints,
+    load_checkpoint,
+)
 from vtrain.data.base import collate, group_by_bucket, plan_epoch
 from vtrain.errors import TrainingError
 from vtrain.family import TrainState
 from vtrain.run import RunResult
 from vtrain.training.prompts import collect_prompts
-from vtrain.training.schedule import plan_run_length
 
 if TYPE_CHECKING:
     from vtrain.run import RunContext
