@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vtrain.family import FamilyTraits
-
 from vtrain_ltxvideo.options import FAMILY
 
 if TYPE_CHECKING:
@@ -39,7 +38,6 @@ class LTXVideoFamily:
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
         from vtrain.family import ModelBundle
-
         from vtrain_ltxvideo import loading
 
         dtype = loading.torch_dtype(config.base_model_default_dtype)

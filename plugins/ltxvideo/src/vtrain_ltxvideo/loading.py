@@ -53,7 +53,7 @@ def load_transformer(config: ResolvedConfig, dtype: torch.dtype) -> Any:
             return LTXVideoTransformer3DModel.from_single_file(source, config=base, subfolder="transformer",
                                                                torch_dtype=dtype)
         return LTXVideoTransformer3DModel.from_pretrained(source, subfolder=subfolder, torch_dtype=dtype)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise _load_error("transformer", key, f"{source}" + (f" (subfolder {subfolder})" if subfolder else ""),
                           exc) from exc
 

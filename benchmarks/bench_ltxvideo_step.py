@@ -1,0 +1,202 @@
+"""Steady-state LTX-Video LoRA step time: vtrain against a minimal diffusers + peft loop.
+
+Both train the same LoRA (same targets, rank, AdamW, norm clipping) on identical cached latents
+and text embeddings, seeded the same way; the first ``--warmup`` steps are not timed.
+
+    python benchmarks/bench_ltxvideo_step.py                       # tiny model on CPU (one thread)
+    python benchmarks/bench_ltxvideo_step.py --size full --device cuda   # real 2B architecture, random weights
+
+``--size full`` reports s/step, peak VRAM and MFU at 768x512x121 and 512x768x49 frames
+(bf16, gradient checkpointing, batch 1). Prints one JSON line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+FULL_SHAPES = {"768x512x121": (121, 512, 768), "512x768x49": (49, 768, 512)}  # frames, height, width
+
+
+def cached_samples(count: int, channels: int, latent_shape: tuple[int, int, int], text_dim: int, seed: int) -> list[dict[str, Any]]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(count):
+        mask = torch.zeros(128, dtype=torch.bool)
+        mask[:40] = True
+        samples.append({"latents": torch.randn(channels, *latent_shape, generator=generator),
+                        "prompt_embeds": torch.randn(128, text_dim, generator=generator),
+                        "prompt_attention_mask": mask, "is_i2v": torch.tensor(False)})
+    return samples
+
+
+class CachedData:
+    """A test-only plugin that hands the same cached samples to vtrain."""
+
+    def __init__(self, samples: list[dict[str, Any]]) -> None:
+        self.samples = samples
+
+    from vtrain.hookspecs import hookimpl as _hookimpl
+
+    @_hookimpl
+    def build_dataset(self) -> Any:
+        from vtrain_ltxvideo.synthetic import EncodedClipDataset
+
+        return EncodedClipDataset(self.samples)
+
+
+def vtrain_steps(model_dir: Path, samples: list[dict[str, Any]], steps: int, args: argparse.Namespace) -> list[float]:
+    from vtrain.runner import Runner
+
+    out = Path(tempfile.mkdtemp(prefix="bench-ltx-"))
+    config = {"model_family": "ltxvideo", "pretrained_model_name_or_path": str(model_dir), "output_dir": str(out),
+              "max_train_steps": steps, "train_batch_size": 1, "learning_rate": 1e-4, "lora_rank": args.rank,
+              "lora_target": "attention", "seed": 0, "max_grad_norm": 1.0, "grad_clip_method": "norm",
+              "mixed_precision": args.mixed_precision, "base_model_default_dtype": args.dtype,
+              "gradient_checkpointing": args.gradient_checkpointing}
+    Runner.from_config(config, plugins=[CachedData(samples)]).run()
+    return [json.loads(line)["step_seconds"] for line in (out / "metrics.jsonl").open()]
+
+
+def minimal_steps(model_dir: Path, samples: list[dict[str, Any]], steps: int, args: argparse.Namespace) -> list[float]:
+    """The floor: diffusers' transformer + peft LoRA + AdamW, nothing else."""
+    import torch
+    from diffusers import LTXVideoTransformer3DModel
+    from peft import LoraConfig
+
+    device = torch.device(args.device)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[args.dtype]
+    torch.manual_seed(0)
+    model = LTXVideoTransformer3DModel.from_pretrained(model_dir, subfolder="transformer", torch_dtype=dtype)
+    model.requires_grad_(False)
+    model.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights=True, target_modules=list(TARGETS)))
+    params = [p for n, p in model.named_parameters() if "lora_" in n]
+    for p in params:
+        p.data = p.data.float()
+        p.requires_grad_(True)
+    if args.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16")
+    times = []
+    for step in range(steps):
+        started = time.perf_counter()
+        sample = samples[step % len(samples)]
+        x0 = sample["latents"][None].to(device).float()
+        sigma = torch.sigmoid(torch.randn(1, device=device))
+        noise = torch.randn_like(x0)
+        s = sigma.view(-1, 1, 1, 1, 1)
+        x_t = (1 - s) * x0 + s * noise
+        _, _, frames, height, width = x0.shape
+        tokens = x_t.permute(0, 2, 3, 4, 1).flatten(1, 3)  # patch size 1
+        with autocast:
+            prediction = model(hidden_states=tokens.to(dtype), encoder_hidden_states=sample["prompt_embeds"][None].to(device, dtype),
+                               timestep=sigma * 1000, encoder_attention_mask=sample["prompt_attention_mask"][None].to(device),
+                               num_frames=frames, height=height, width=width, rope_interpolation_scale=(8 / 25, 32, 32),
+                               return_dict=False)[0].float()
+        loss = ((prediction - (noise - x0).permute(0, 2, 3, 4, 1).flatten(1, 3)) ** 2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        float(loss.detach())  # one host sync per step, as the trainer's logging does
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def steady(times: list[float], warmup: int) -> float:
+    return statistics.median(times[warmup:])
+
+
+def lora_flops(config: Any, tokens: int, text_tokens: int, checkpointing: bool) -> float:
+    """Matmul FLOPs of one LoRA step: forward 2NT, backward 2NT (activation grads only; frozen base),
+    attention 4*L*T*(T+Tt)*d per forward, twice that backward; one extra forward with checkpointing."""
+    dim = config.num_attention_heads * config.attention_head_dim
+    per_block = 4 * dim * dim * 2 + 2 * dim * 4 * dim + 6 * dim * dim  # attn1+attn2 projections, ffn, adaLN
+    params = config.num_layers * per_block
+    linear = 2 * params * tokens
+    attention = 4 * config.num_layers * tokens * (tokens + text_tokens) * dim
+    forward = linear + attention
+    return forward * (4 if checkpointing else 3)  # backward ~2x forward; checkpointing recomputes one forward
+
+
+def run_tiny(args: argparse.Namespace) -> None:
+    import torch
+
+    from vtrain_ltxvideo.tiny import make_pipeline_folder
+
+    torch.set_num_threads(args.threads)
+    model_dir = make_pipeline_folder(Path(tempfile.mkdtemp(prefix="tiny-ltx-")) / "model", seed=0)
+    # 48 tokens a sample, as the reference measurement in the project's facts: 3 latent frames of 4x4
+    samples = cached_samples(8, 8, (3, 4, 4), 32, seed=0)
+    floor = minimal_steps(model_dir, samples, args.steps, args)
+    ours = vtrain_steps(model_dir, samples, args.steps, args)
+    result = {"mode": "tiny-cpu", "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
+              "minimal_s_per_step": steady(floor, args.warmup), "vtrain_s_per_step": steady(ours, args.warmup)}
+    result["ratio"] = result["vtrain_s_per_step"] / result["minimal_s_per_step"]
+    print(json.dumps(result))
+
+
+def run_full(args: argparse.Namespace) -> None:
+    import torch
+    from diffusers import LTXVideoTransformer3DModel
+
+    from vtrain_ltxvideo.tiny import make_pipeline_folder
+
+    if args.device != "cuda" or not torch.cuda.is_available():
+        raise SystemExit("--size full measures the real 2B transformer: run it with --device cuda on a GPU machine")
+    model_dir = Path(args.model_dir or tempfile.mkdtemp(prefix="full-ltx-")) / "model"
+    if not (model_dir / "model_index.json").is_file():
+        make_pipeline_folder(model_dir, size="full", seed=0)
+    config = LTXVideoTransformer3DModel.load_config(model_dir, subfolder="transformer")
+    config = argparse.Namespace(**{k: config[k] for k in ("num_attention_heads", "attention_head_dim", "num_layers")})
+    for name, (frames, height, width) in FULL_SHAPES.items():
+        latent = ((frames - 1) // 8 + 1, height // 32, width // 32)
+        tokens = latent[0] * latent[1] * latent[2]
+        samples = cached_samples(2, 128, latent, 4096, seed=0)
+        for label, fn in (("minimal", minimal_steps), ("vtrain", vtrain_steps)):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            times = fn(model_dir, samples, args.steps, args)
+            seconds = steady(times, args.warmup)
+            flops = lora_flops(config, tokens, 128, args.gradient_checkpointing)
+            print(json.dumps({"mode": "full-cuda", "shape": name, "loop": label, "tokens": tokens, "s_per_step": seconds,
+                              "peak_vram_gib": torch.cuda.max_memory_allocated() / 2**30,
+                              "mfu": flops / seconds / (args.peak_tflops * 1e12), "device": torch.cuda.get_device_name()}),
+                  flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=None, help="timed + warm-up steps (tiny 60, full 12)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (tiny 10, full 3)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--model-dir", default=None, help="full: reuse a folder written by make-tiny --size full")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100/H200: 989)")
+    args = parser.parse_args()
+    full = args.size == "full"
+    args.steps = args.steps or (12 if full else 60)
+    args.warmup = args.warmup if args.warmup is not None else (3 if full else 10)
+    args.mixed_precision = "bf16" if full else "no"
+    args.dtype = "bf16" if full else "fp32"
+    args.gradient_checkpointing = full
+    (run_full if full else run_tiny)(args)
+
+
+if __name__ == "__main__":
+    main()
