@@ -16,7 +16,7 @@ from vtrain.data.geometry import Geometry
 if TYPE_CHECKING:
     import torch
 
-CHUNK = 16  # frames decoded at once
+CHUNK = 8  # frames decoded (and resized) at once
 
 
 class MediaError(Exception):
@@ -123,7 +123,7 @@ def _fit(frames_uint8: Any, geometry: Geometry) -> torch.Tensor:
         tensor = torch.nn.functional.interpolate(tensor, size=(pre_h, pre_w), mode="bilinear", align_corners=False,
                                                  antialias=down)
     left, top, width, height = geometry.crop_box
-    return tensor[:, :, top : top + height, left : left + width].clamp_(0.0, 1.0).contiguous()
+    return tensor[:, :, top : top + height, left : left + width].clamp_(0.0, 1.0)
 
 
 def _load_image(path: Path) -> Any:
@@ -139,49 +139,53 @@ def _load_image(path: Path) -> Any:
 
 
 def _decord_frames(path: Path, geometry: Geometry) -> torch.Tensor:
-    import torch
-
     try:
         import decord
 
         reader = decord.VideoReader(str(path), num_threads=1)
         if len(reader) < geometry.frames:
             raise MediaError(f"only {len(reader)} frames, {geometry.frames} needed")
-        parts = []
+        out = _output(geometry)
         for start in range(0, geometry.frames, CHUNK):
             indices = list(range(start, min(start + CHUNK, geometry.frames)))
-            parts.append(_fit(reader.get_batch(indices).asnumpy(), geometry))
+            out[start : start + len(indices)] = _fit(reader.get_batch(indices).asnumpy(), geometry)
         del reader
     except MediaError:
         raise
     except Exception as exc:
         raise MediaError(f"decord: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    return torch.cat(parts)
+    return out
+
+
+def _output(geometry: Geometry) -> torch.Tensor:
+    import torch
+
+    width, height = geometry.size
+    return torch.empty(geometry.frames, 3, height, width)
 
 
 def _pyav_frames(path: Path, geometry: Geometry) -> torch.Tensor:
     import numpy as np
-    import torch
 
-    parts, pending = [], []
+    out = _output(geometry)
+    pending: list[Any] = []
+    decoded = 0
     try:
         import av
 
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            decoded = 0
             for frame in container.decode(stream):
                 pending.append(frame.to_ndarray(format="rgb24"))
                 decoded += 1
                 if len(pending) == CHUNK or decoded == geometry.frames:
-                    parts.append(_fit(np.stack(pending), geometry))
+                    out[decoded - len(pending) : decoded] = _fit(np.stack(pending), geometry)
                     pending = []
                 if decoded == geometry.frames:
                     break
     except Exception as exc:
         raise MediaError(f"PyAV: {type(exc).__name__}: {exc}") from None
-    got = sum(p.shape[0] for p in parts)
-    if got < geometry.frames:
-        raise MediaError(f"truncated: decoded {got} of the {geometry.frames} frames needed")
-    return torch.cat(parts)
+    if decoded < geometry.frames:
+        raise MediaError(f"truncated: decoded {decoded} of the {geometry.frames} frames needed")
+    return out
