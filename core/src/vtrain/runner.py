@@ -123,7 +123,6 @@ class Runner:
             optimizer = build_optimizer(params, config, self.optimizers)
             lr_scheduler = build_lr_scheduler(optimizer, config, length.total_steps)
             bundle.runtime_model = accelerator.prepare_model(bundle.model)
-            optimizer = accelerator.prepare_optimizer(optimizer)
             seed_everything(config.seed + accelerator.process_index)  # different noise on each rank
             if accelerator.is_main_process:
                 print_summary(run, length, optimizer_name=config.optimizer, extra=self.hooks.describe_run(run))
@@ -144,8 +143,10 @@ class Runner:
     def _run_info(self, accelerator: Any) -> dict[str, Any]:
         import torch
 
+        from vtrain.services.redact import redact_config
+
         return {
-            "config": self.config.to_json(),
+            "config": redact_config(self.config.to_json()),  # webhook URLs and tokens never reach disk
             "config_sources": dict(self.config.sources),
             "plugins": [{"name": i.name, "distribution": i.distribution, "version": i.version, "origin": i.origin}
                         for i in self.plugin_infos()],

@@ -191,13 +191,24 @@ class TrainingLoop:
             for param in self.extra_params:  # plugin-owned trainables are not inside the DDP wrapper
                 if param.grad is not None:
                     param.grad.copy_(acc.reduce(param.grad, reduction="mean"))
+        # The optimizer is not wrapped by accelerate (its wrapper costs ~1 ms a step in package
+        # look-ups); fp16 loss scaling is applied here with accelerate's own GradScaler.
+        import torch
+
+        scaler = acc.scaler
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
         grad_norm = None
         if config.max_grad_norm > 0:
             if config.grad_clip_method == "norm":
-                grad_norm = float(acc.clip_grad_norm_(self.params, config.max_grad_norm))
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
             else:
-                acc.clip_grad_value_(self.params, config.max_grad_norm)
-        self.optimizer.step()
+                torch.nn.utils.clip_grad_value_(self.params, config.max_grad_norm)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
