@@ -173,9 +173,28 @@ class HiddenStateCapture(Protocol):
 
     Used by regularisers such as CREPA. Inside the context, each training forward stores the
     output of block ``block_index`` in ``captured.hidden_states`` as ``(batch, frames, tokens_per_frame, dim)``.
+    A family may also set ``captured.grid = (frames, height, width)`` (the token grid of one sample);
+    without it, users infer the grid from the latents' aspect ratio.
+
+    Families offering it should also offer ``hidden_state_width(bundle, block_index) -> int`` (the
+    ``dim`` above), so a plugin can build a projection head before the optimizer exists.
     """
 
     def capture_hidden_states(self, bundle: ModelBundle, block_index: int) -> AbstractContextManager[Any]: ...
+
+
+@runtime_checkable
+class LatentDecoder(Protocol):
+    """Optional family capability: decode clean latents back to pixel frames.
+
+    ``decode_latents(bundle, latents)`` takes latents as ``encode_batch`` returns them,
+    ``(batch, channels, latent_frames, height, width)``, and returns pixel frames
+    ``(batch, frames, 3, H, W)`` in [0, 1] with ``frames`` following the family's
+    ``traits`` (``frame_factor * (latent_frames - 1) + frame_offset`` for a causal video VAE).
+    Used by regularisers such as CREPA that compare the model with an image encoder.
+    """
+
+    def decode_latents(self, bundle: ModelBundle, latents: torch.Tensor) -> torch.Tensor: ...
 
 
 @runtime_checkable

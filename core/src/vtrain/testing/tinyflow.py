@@ -67,6 +67,7 @@ def caption_label(text: str, num_classes: int) -> int:
 @dataclass
 class Captured:
     hidden_states: Any = None
+    grid: tuple[int, int, int] | None = None  # (frames, height, width) of the captured tokens
 
 
 class TinyFlowFamily:
@@ -234,13 +235,34 @@ class TinyFlowFamily:
         captured = Captured()
         model = bundle.model
         model.captured = []
+        grids: list[tuple[int, int, int]] = []
+        handle = model.register_forward_pre_hook(lambda _module, args: grids.append(tuple(args[0].shape[2:])))
         try:
             yield captured
         finally:
-            pass
+            handle.remove()
         if model.captured:
             captured.hidden_states = model.captured[min(block_index, len(model.captured) - 1)]
+            captured.grid = grids[0] if grids else None
         model.captured = None
+
+    def hidden_state_width(self, bundle: ModelBundle, block_index: int) -> int:
+        """The width of the hidden states :meth:`capture_hidden_states` yields."""
+        return int(bundle.model.config["width"])
+
+    def decode_latents(self, bundle: ModelBundle, latents: torch.Tensor) -> torch.Tensor:
+        """:class:`vtrain.family.LatentDecoder`: invert the cheap encoder approximately.
+
+        Latents (B, 4, k+1, h, w) become pixels (B, 4k+1, 3, 8h, 8w) in [0, 1]: the first three
+        channels un-scaled as RGB, each latent pixel 8x8 pixels, latent frame 0 one frame and every
+        further latent frame repeated over the 4 frames it averaged.
+        """
+        import torch
+
+        rgb = (latents[:, :3].float() / 4.0 + 0.5).clamp(0, 1).permute(0, 2, 1, 3, 4)  # (B, F', 3, h, w)
+        repeats = [1] + [4] * (rgb.shape[1] - 1)
+        rgb = rgb.repeat_interleave(torch.tensor(repeats, device=rgb.device), dim=1)
+        return rgb.repeat_interleave(8, dim=-1).repeat_interleave(8, dim=-2).contiguous()
 
     def build_dataset(self, config: ResolvedConfig) -> TinyFlowDataset:
         return TinyFlowDataset(config.tinyflow_num_samples, self.traits.latent_channels, config.tinyflow_classes,
