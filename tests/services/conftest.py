@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-_ALL_SERVICES = (
+SERVICES = (
     "vtrain.services.optimizers",
     "vtrain.services.ema",
     "vtrain.services.eval_loss",
@@ -21,8 +21,6 @@ _ALL_SERVICES = (
     "vtrain.services.webhooks",
     "vtrain.services.hub",
 )
-import importlib.util as _u  # TEMP
-SERVICES = tuple(m for m in _ALL_SERVICES if _u.find_spec(m))
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ LR_SCHEDULERS = (
     "polynomial",
 )
 
-_SERVICES = "run services (issue 5)"
 
 
 def declare_core_options(reg: OptionsRegistry) -> None:
@@ -127,10 +126,3 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("offload_during_startup", "bool", False,
             "While caches are built, keep only the encoder in use on the accelerator.", **data)
 
-    services = {"category": "services", "status": "planned", "planned_note": _SERVICES}
-    reg.add("push_to_hub", "bool", False, "Upload the final model and a model card to the hub.", **services)
-    reg.add("push_checkpoints_to_hub", "bool", False, "Upload every checkpoint too.", **services)
-    reg.add("hub_model_id", "str", None, "Hub repository for uploads.", **services)
-    reg.add("webhook_config", "json", None, "Webhook targets (a JSON object/list or a path to one).", **services)
-    reg.add("validation_preview", "bool", False, "Stream intermediate decodes through the webhook.", **services)
-    reg.add("validation_preview_steps", "int", 1, "Preview every N sampling steps.", **services)

@@ -187,6 +187,8 @@ class TinyFlowFamily:
         import numpy as np
         import torch
 
+        from vtrain.services.preview import denoising_step
+
         model = bundle.model
         folder = Path(config.output_dir) / "validation" / f"step-{step}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -200,15 +202,29 @@ class TinyFlowFamily:
             x = torch.randn(1, self.traits.latent_channels, frames, height, width, generator=generator)
             sigmas = torch.linspace(1.0, 0.0, config.validation_num_inference_steps + 1)
             with torch.no_grad():
-                for current, following in zip(sigmas[:-1], sigmas[1:]):
+                for index, (current, following) in enumerate(zip(sigmas[:-1], sigmas[1:])):
                     dtype = next(model.parameters()).dtype
                     velocity = model(x.to(dtype), current.repeat(1), torch.tensor([label])).float()
                     x = x + (following - current) * velocity
+                    denoising_step(bundle, nickname, index, len(sigmas) - 1, x)
             path = folder / f"{nickname}.npy"
             np.save(path, x[0].numpy())
             artifacts.append(Artifact(path=path, kind="latents", meta={"prompt": prompt, "step": step}))
         model.train(was_training)
         return artifacts
+
+    def preview_decoder(self, bundle: ModelBundle, config: ResolvedConfig) -> Any:
+        """A trivial "tiny autoencoder" (:class:`vtrain.family.PreviewDecoder`): the first three latent
+        channels as RGB, inverting the encoder's scaling, each latent pixel 8x8 pixels."""
+
+        def decode(latents: torch.Tensor) -> torch.Tensor:
+            import torch
+
+            rgb = (latents[:, :3].float() / 4.0 + 0.5).clamp(0, 1)  # (B, 3, F, H, W)
+            rgb = rgb.repeat_interleave(8, dim=-1).repeat_interleave(8, dim=-2)
+            return rgb.permute(0, 2, 1, 3, 4).contiguous().to(torch.float32)  # (B, F, 3, 8H, 8W)
+
+        return decode
 
     def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
         from safetensors.torch import save_file
