@@ -29,3 +29,17 @@ def test_run_trains_from_cached_media_and_resumes_bit_exactly(tinyflow_config: d
     assert resumed.steps == 8 and resumed.resumed_from is not None
     a, b = load_file(str(straight.model_paths[0])), load_file(str(resumed.model_paths[0]))
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_is_i2v_follows_the_family_default_unless_the_dataset_sets_it() -> None:
+    from vtrain.data.build import _is_i2v
+    from vtrain.data.spec import VideoSection
+
+    class Backend:
+        is_video = True
+        video = VideoSection()
+
+    assert Backend.video.is_i2v is None
+    assert _is_i2v(Backend, True) is True and _is_i2v(Backend, False) is False
+    Backend.video = VideoSection(is_i2v=False)
+    assert _is_i2v(Backend, True) is False

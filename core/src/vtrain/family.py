@@ -29,6 +29,8 @@ class FamilyTraits:
     :param supports_masked_loss: whether a mask-weighted loss is meaningful for this family.
     :param default_fps: the frame rate validation videos are written at.
     :param text_max_length: default maximum text-token length for the family's text encoder.
+    :param i2v_default: whether video datasets train image-to-video (first frame as condition)
+        when their ``video.is_i2v`` is not set.
     """
 
     frame_factor: int = 1
@@ -38,6 +40,7 @@ class FamilyTraits:
     supports_masked_loss: bool = True
     default_fps: int = 24
     text_max_length: int = 0
+    i2v_default: bool = False
 
 
 @dataclass

@@ -105,7 +105,8 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
     for label, report in reports:
         say(f"{label}: {report.total} entries, {report.cached_before} already cached, {report.built} built"
             + (f", {report.failed} unreadable" if report.failed else "") + f" on this process ({report.seconds:.1f}s)")
-    return _assemble(plan, scans, config, vae_keys, text_keys, empty_key, text_stores, say, reports)
+    return _assemble(plan, scans, config, vae_keys, text_keys, empty_key, text_stores, say, reports,
+                     i2v_default=ctx.traits.i2v_default)
 
 
 def _scan_all(plan: DataPlan, config: Any, ctx: DataContext, say: Callable[[str], None]) -> list[ScanResult]:
@@ -191,7 +192,8 @@ def _device_of(module: Any) -> Any:
 
 def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: dict[tuple[str, Path], str],
               text_keys: dict[str, str], empty_key: str, text_stores: dict[str, CacheStore],
-              say: Callable[[str], None], cache_reports: list[tuple[str, CacheReport]]) -> CachedVideoDataset:
+              say: Callable[[str], None], cache_reports: list[tuple[str, CacheReport]],
+              i2v_default: bool = False) -> CachedVideoDataset:
     batch = int(config.get("train_batch_size", 1))
     per_update = batch * int(config.get("gradient_accumulation_steps", 1))
     compress = bool(config.get("compress_disk_cache", False))
@@ -210,7 +212,7 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
                 skipped.append((item.path, store.failure(key) or "not in the cache after building (see the log above)"))
                 continue
             samples.append(Sample(backend.id, item.path, item.bucket, key, text_keys[item.caption],
-                                  backend.video.is_i2v if backend.is_video else False, item.info.fps))
+                                  _is_i2v(backend, i2v_default), item.info.fps))
         copies = 1 + backend.repeats
         by_bucket: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):
@@ -250,6 +252,13 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
     for label, report in cache_reports:
         lines.append(f"cache {label}: {report.total} entries ({report.cached_before} reused)")
     return CachedVideoDataset(parts, slots, empty_key, int(config.get("seed", 0)), lines)
+
+
+def _is_i2v(backend: MediaBackend, family_default: bool) -> bool:
+    """``video.is_i2v`` when the dataset sets it, else the family's default; images never are."""
+    if not backend.is_video:
+        return False
+    return family_default if backend.video.is_i2v is None else backend.video.is_i2v
 
 
 def scan_rule(scan: ScanResult) -> str:

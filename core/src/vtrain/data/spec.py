@@ -52,7 +52,7 @@ class VideoSection:
     num_frames: int = 125
     min_frames: int | None = None
     max_frames: int | None = None
-    is_i2v: bool = False
+    is_i2v: bool | None = None  # None: the family's traits.i2v_default
     bucket_strategy: str = "aspect_ratio"
     frame_interval: int | None = None
 
@@ -401,7 +401,7 @@ def _video_section(check: _Checker, section: Any, where: str) -> VideoSection:
     if interval is not None and interval < 1:
         check.add(f"{where}.frame_interval", "must be at least 1")
     return VideoSection(num_frames=num_frames, min_frames=min_frames, max_frames=max_frames,
-                        is_i2v=bool(values.get("is_i2v", False)), bucket_strategy=strategy, frame_interval=interval)
+                        is_i2v=None if values.get("is_i2v") is None else bool(values["is_i2v"]), bucket_strategy=strategy, frame_interval=interval)
 
 
 def backend_summary(backend: MediaBackend) -> str:

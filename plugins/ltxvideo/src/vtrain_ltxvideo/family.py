@@ -32,7 +32,8 @@ class LTXVideoFamily:
     @staticmethod
     def _traits(latent_channels: int) -> FamilyTraits:
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
-                            supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH)
+                            supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
+                            i2v_default=True)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -147,3 +148,15 @@ class LTXVideoFamily:
         from vtrain_ltxvideo.capture import capture_hidden_states
 
         return capture_hidden_states(bundle, block_index)
+
+    def hidden_state_width(self, bundle: ModelBundle, block_index: int) -> int:
+        """The ``dim`` of the captured hidden states (every block has the transformer's inner width)."""
+        from vtrain_ltxvideo.decoding import hidden_state_width
+
+        return hidden_state_width(bundle)
+
+    def decode_latents(self, bundle: ModelBundle, latents: Any) -> Any:
+        """:class:`vtrain.family.LatentDecoder`: clean latents -> (B, 8k+1, 3, H, W) pixels in [0, 1] via the VAE."""
+        from vtrain_ltxvideo.decoding import decode_latents
+
+        return decode_latents(bundle, latents)
