@@ -79,15 +79,18 @@ def render(config: ResolvedConfig, family: Any, repo_id: str, steps: int, prompt
         "## Validation prompts",
         "",
     ]
-    by_stem = {p.stem: p for p in media}
     for nickname, prompt in prompts.items():
         body.append(f"- **{nickname}**: {prompt}")
-        for stem in (nickname, f"{nickname}-ema"):
-            if stem in by_stem:
-                rel = by_stem[stem].relative_to(output_dir).as_posix()
-                body.append(f"  - [{by_stem[stem].name}]({rel})")
     if not prompts:
         body.append("(none)")
+    if media:
+        body += ["", "## Validation media", ""]
+        for path in media:
+            rel = path.relative_to(output_dir).as_posix()
+            if path.suffix.lower() in (".mp4", ".webm"):
+                body.append(f'- [{path.name}]({rel})<br><video src="{rel}" controls loop muted width="384"></video>')
+            else:
+                body.append(f"- ![{path.name}]({rel})")
     body += ["", "## Training settings", "", "| setting | value |", "|---|---|"]
     body += [f"| {key} | {json.dumps(value) if not isinstance(value, str) else value} |" for key, value in settings.items()]
     first_prompt = next(iter(prompts.values()), "a video")
