@@ -20,7 +20,6 @@ import os
 import statistics
 import tempfile
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
