@@ -29,6 +29,9 @@ class FamilyTraits:
     :param supports_masked_loss: whether a mask-weighted loss is meaningful for this family.
     :param default_fps: the frame rate validation videos are written at.
     :param text_max_length: default maximum text-token length for the family's text encoder.
+    :param quantization_exclusions: module-name patterns of the denoiser that keep full precision
+        when the base model is quantised (norms, embeddings, input/output projections). ``fnmatch``
+        patterns; a pattern also covers the modules below the one it names.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
     """
@@ -40,6 +43,7 @@ class FamilyTraits:
     supports_masked_loss: bool = True
     default_fps: int = 24
     text_max_length: int = 0
+    quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
 
 

@@ -76,7 +76,8 @@ class TinyFlowFamily:
     name = NAME
     # The cheap encoder below maps 4k+1 frames to k+1 latent frames and 8x8 pixels to one latent pixel.
     traits = FamilyTraits(frame_factor=4, frame_offset=1, spatial_alignment=8, latent_channels=4,
-                          supports_masked_loss=True, default_fps=8)
+                          supports_masked_loss=True, default_fps=8,
+                          quantization_exclusions=("proj_in", "proj_out", "time_embed", "class_embed", "*norm*"))
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
         import torch

@@ -1,27 +1,208 @@
-"""vtrain-offload: group offload and model CPU offload through the ``place_model`` phase.
+"""vtrain-offload: memory and speed settings of the model-preparation phases.
 
-This slice declares the options so SimpleTuner configs are recognised; the offload itself
-lands with the memory issue, and until then a non-default value is refused, not ignored.
+- ``place_model``: group offload of the denoiser's frozen block weights (diffusers' group-offloading
+  hooks; RAM or a disk folder), taking over placement when enabled.
+- ``optimize_model``: keeps trainable and non-block tensors resident, sets the attention backend and
+  compiles each transformer block (regional ``torch.compile``).
+- ``encode_batch`` / ``validate`` wrappers: model CPU offload (the VAE and text encoders return to
+  the CPU after each use) and SageAttention for validation.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
 
-_PLANNED = {"status": "planned", "planned_note": "group offload is not built yet", "category": "offload"}
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.errors import ProblemCollector
+    from vtrain.family import ModelBundle, ModelFamily
+    from vtrain.options import OptionsRegistry
+    from vtrain.run import RunContext
+
+log = logging.getLogger("vtrain.offload")
+PLAN_META = "group_offload"
+SPEED_META = "speed"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+OPTION_KEYS = ("enable_group_offload", "group_offload_type", "group_offload_blocks_per_group",
+               "group_offload_use_stream", "group_offload_to_disk_path", "enable_model_cpu_offload",
+               "attention_mechanism", "torch_compile", "torch_compile_mode")
 
 
 @hookimpl
-def add_options(registry: Any) -> None:
-    registry.add("enable_group_offload", "bool", False, "Offload groups of transformer blocks to CPU between uses.",
-                 **_PLANNED)
-    registry.add("group_offload_type", "str", "block_level", "block_level or leaf_level.", **_PLANNED)
-    registry.add("group_offload_blocks_per_group", "int", 1, "Blocks moved together (block_level).", **_PLANNED)
-    registry.add("group_offload_use_stream", "bool", False, "Overlap transfers with compute on a CUDA stream.",
-                 **_PLANNED)
-    registry.add("group_offload_to_disk_path", "path", None, "Stage offloaded weights on disk instead of RAM.",
-                 **_PLANNED)
-    registry.add("enable_model_cpu_offload", "bool", False, "Move whole models to the accelerator only while used.",
-                 **_PLANNED)
+def add_options(registry: OptionsRegistry) -> None:
+    """Declare the offload, attention and compile keys (kept equal to the catalog entry)."""
+    off = {"category": "offload"}
+    registry.add("enable_group_offload", "bool", False,
+                 "Keep the denoiser's frozen block weights on the CPU (or disk) and move each group of blocks to the "
+                 "accelerator only for its forward.", **off)
+    registry.add("group_offload_type", "str", "block_level",
+                 "block_level: groups of whole transformer blocks; leaf_level: every layer on its own (least memory, slowest).",
+                 choices=("block_level", "leaf_level"), **off)
+    registry.add("group_offload_blocks_per_group", "int", 1, "Blocks moved together (block_level).", minimum=1, **off)
+    registry.add("group_offload_use_stream", "bool", False,
+                 "Overlap transfers with compute on a CUDA stream (CUDA only: ignored elsewhere with a notice; "
+                 "turned off under gradient checkpointing).", **off)
+    registry.add("group_offload_to_disk_path", "path", None,
+                 "Stage offloaded weights in safetensors files in this folder instead of RAM (slower, for < 64 GB RAM).",
+                 **off)
+    registry.add("enable_model_cpu_offload", "bool", False,
+                 "Keep the VAE and text encoders on the CPU; they visit the accelerator only while they encode or "
+                 "validate. Not together with enable_group_offload.", **off)
+    speed = {"category": "speed"}
+    registry.add("attention_mechanism", "str", "sdpa",
+                 "Attention backend: sdpa (default), sageattention (CUDA; validation/inference only, it has no "
+                 "backward pass), or a diffusers attention backend name (flash, _native_math, flex, xformers ...).",
+                 **speed)
+    registry.add("torch_compile", "bool", False,
+                 "torch.compile each transformer block (regional compilation: quick to compile, most of the speed-up).",
+                 **speed)
+    registry.add("torch_compile_mode", "str", "default", "torch.compile mode for torch_compile.",
+                 choices=COMPILE_MODES, **speed)
+
+
+@hookimpl
+def validate_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
+    """Impossible combinations, each with the reason and an alternative."""
+    from vtrain_offload.speed import attention_problem
+
+    if config.enable_group_offload and config.enable_model_cpu_offload:
+        problems.add("enable_model_cpu_offload", "enable_group_offload and enable_model_cpu_offload both decide where "
+                     "the model's weights live and cannot be combined",
+                     "use enable_group_offload alone (it saves more memory), or only enable_model_cpu_offload")
+    if config.enable_group_offload and config.model_type == "full":
+        problems.add("enable_group_offload", "group offload moves frozen weights between devices, but model_type=full "
+                     "trains every weight (the optimizer needs them on the accelerator)",
+                     "use model_type=lora with group offload, or turn enable_group_offload off")
+    precision = config.get("base_model_precision", "no_change")
+    if config.enable_group_offload and config.group_offload_to_disk_path and precision != "no_change":
+        problems.add("group_offload_to_disk_path", f"quantised weights ({precision}) are tensor subclasses that "
+                     "safetensors cannot write to disk",
+                     "leave group_offload_to_disk_path unset (offload to RAM), or use base_model_precision=no_change")
+    if config.torch_compile and config.enable_group_offload and config.group_offload_type == "leaf_level":
+        problems.add("torch_compile", "leaf_level group offload runs a hook around every layer, which splits each "
+                     "compiled block into many graphs", "use group_offload_type=block_level with torch_compile")
+    problem = attention_problem(config.attention_mechanism)
+    if problem:
+        problems.add("attention_mechanism", *problem)
+
+
+@hookimpl
+def place_model(bundle: ModelBundle, config: ResolvedConfig, device: Any) -> bool | None:
+    """With ``enable_group_offload``: install the group-offloading hooks and take over placement."""
+    if not config.enable_group_offload:
+        return None
+    import torch
+
+    from vtrain_offload import group
+
+    device = torch.device(device)
+    use_stream = config.group_offload_use_stream
+    if use_stream and device.type != "cuda":
+        _notice_once(f"group_offload_use_stream needs a CUDA device; ignored on {device.type}")
+        use_stream = False
+    if use_stream and config.gradient_checkpointing:
+        _notice_once("group_offload_use_stream turned off: gradient checkpointing re-runs blocks in the backward "
+                     "pass out of the order the stream prefetches them")
+        use_stream = False
+    plan = group.apply(bundle.model, device, config.group_offload_type, config.group_offload_blocks_per_group,
+                       use_stream, config.group_offload_to_disk_path)
+    for module in bundle.extra_trainables.values():
+        module.to(device)
+    bundle.meta[PLAN_META] = plan
+    return True
+
+
+@hookimpl
+def optimize_model(bundle: ModelBundle, config: ResolvedConfig) -> None:
+    """After the adapters: settle group offload, then attention backend, then regional compile."""
+    import torch
+
+    from vtrain_offload import group, speed
+
+    report: dict[str, Any] = {}
+    plan = bundle.meta.get(PLAN_META)
+    if plan is not None:
+        device = torch.device(plan.onload_device)
+        offloaded, resident = group.keep_resident(bundle.model, device)
+        for module in bundle.extra_trainables.values():  # adapters built after placement (LyCORIS)
+            module.to(device)
+        report["group_offload"] = (offloaded, resident)
+    if speed.set_training_backend(bundle.model, config.attention_mechanism):
+        report["attention"] = config.attention_mechanism
+    if config.torch_compile:
+        report["compiled_blocks"] = speed.compile_blocks(bundle.model, config.torch_compile_mode)
+    bundle.meta[SPEED_META] = report
+
+
+@hookimpl(wrapper=True)
+def encode_batch(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> Any:
+    """Model CPU offload: the encoders go back to the CPU after encoding."""
+    result = yield
+    if config.enable_model_cpu_offload:
+        return_components_to_cpu(bundle)
+    return result
+
+
+@hookimpl(wrapper=True)
+def validate(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str]) -> Any:
+    """SageAttention while validating (when chosen); model CPU offload afterwards."""
+    from contextlib import nullcontext
+
+    from vtrain_offload.speed import inference_backend
+
+    context = inference_backend("sageattention") if config.attention_mechanism == "sageattention" else nullcontext()
+    try:
+        with context:
+            result = yield
+    finally:
+        if config.enable_model_cpu_offload:
+            return_components_to_cpu(bundle)
+    return result
+
+
+def return_components_to_cpu(bundle: ModelBundle) -> list[str]:
+    """Move every frozen component module (VAE, text encoders) of ``bundle`` to the CPU; return their names."""
+    import torch
+
+    moved = []
+    for name, component in bundle.components.items():
+        if isinstance(component, torch.nn.Module):
+            component.to("cpu")
+            moved.append(name)
+    if moved and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return moved
+
+
+_notices: set[str] = set()
+
+
+def _notice_once(message: str) -> None:
+    if message not in _notices:
+        _notices.add(message)
+        log.warning(message)
+
+
+@hookimpl
+def describe_run(run: RunContext) -> list[str] | None:
+    config, bundle = run.config, run.bundle
+    lines = []
+    plan = bundle.meta.get(PLAN_META) if bundle is not None else None
+    if plan is not None:
+        where = f"disk ({plan.disk_path})" if plan.disk_path else "CPU RAM"
+        size = f", {plan.blocks_per_group} block(s) per group" if plan.blocks_per_group else ""
+        lines.append(f"group offload {plan.offload_type}{size} to {where}, onload {plan.onload_device}, "
+                     f"stream {'on' if plan.use_stream else 'off'}")
+    if config.enable_model_cpu_offload:
+        lines.append("model CPU offload: VAE and text encoders return to the CPU after each use")
+    if config.attention_mechanism != "sdpa":
+        scope = "validation only" if config.attention_mechanism == "sageattention" else "training and validation"
+        lines.append(f"attention {config.attention_mechanism} ({scope})")
+    report = (bundle.meta.get(SPEED_META) if bundle is not None else None) or {}
+    if "compiled_blocks" in report:
+        lines.append(f"torch.compile: {report['compiled_blocks']} blocks ({config.torch_compile_mode})")
+    return lines or None

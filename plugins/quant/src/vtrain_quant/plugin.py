@@ -1,28 +1,190 @@
-"""vtrain-quant: quantised base models and 8-bit optimizers, through the ``quantize_model`` phase.
+"""vtrain-quant: quantised frozen base models (optimum-quanto, torchao, bitsandbytes NF4) in the
+``quantize_model`` phase, and bitsandbytes' 8-bit optimizers through the optimizer registry.
 
-This slice declares the options so SimpleTuner configs are recognised. ``no_change`` works
-(it is the absence of quantisation); every other precision is refused as "not supported yet"
-until the quantisation issue lands.
+The denoiser's Linear layers are quantised except those the family's
+``FamilyTraits.quantization_exclusions`` names (norms, embeddings, input/output projections);
+text encoders keep their embeddings, norms and output layers. Adapters attach afterwards and save
+as ordinary LoRA/LyCORIS files that load on the unquantised model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
 
-PRECISIONS = ("no_change", "int8-quanto", "int4-quanto", "fp8-quanto", "int8-torchao", "fp8-torchao", "nf4-bnb")
-_PLANNED = {"status": "planned", "planned_note": "quantised training is not built yet (only no_change works)",
-            "category": "quantisation"}
+from vtrain_quant.precisions import CHOICES, NO_CHANGE, PRECISIONS
+
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.errors import ProblemCollector
+    from vtrain.family import ModelBundle, ModelFamily
+    from vtrain.options import OptionsRegistry
+    from vtrain.run import RunContext
+
+log = logging.getLogger("vtrain.quant")
+EXCLUSIONS_META = "quantization_exclusions"
+REPORT_META = "quantization"
+# precision key -> the bundle component it applies to ("model" is the denoiser)
+TARGETS = {"base_model_precision": "model", "text_encoder_1_precision": "text_encoder",
+           "text_encoder_2_precision": "text_encoder_2"}
+OPTION_KEYS = (*TARGETS, "quantize_via")
 
 
 @hookimpl
-def add_options(registry: Any) -> None:
-    registry.add("base_model_precision", "str", "no_change", "Quantise the frozen base model's weights.",
-                 choices=PRECISIONS, **_PLANNED)
-    registry.add("text_encoder_1_precision", "str", "no_change", "Quantise the first text encoder.",
-                 choices=PRECISIONS, **_PLANNED)
-    registry.add("text_encoder_2_precision", "str", "no_change", "Quantise the second text encoder.",
-                 choices=PRECISIONS, **_PLANNED)
-    registry.add("quantize_via", "str", "accelerator", "Where quantisation runs: cpu or accelerator.",
-                 choices=("cpu", "accelerator"), **_PLANNED)
+def add_options(registry: OptionsRegistry) -> None:
+    """Declare the precision keys (kept equal to the catalog entry for ``vtrain-quant``)."""
+    own = {"category": "quantisation", "choices": CHOICES}
+    registry.add("base_model_precision", "str", NO_CHANGE,
+                 "Quantise the frozen denoiser's Linear weights: int8/int4/fp8-quanto, int8-torchao, fp8-torchao "
+                 "(weight-only float8), fp8dq-torchao (dynamic float8, compute capability 8.9+), nf4-bnb. "
+                 "Norms, embeddings and the input/output projections stay in base_model_default_dtype.", **own)
+    registry.add("text_encoder_1_precision", "str", NO_CHANGE, "Quantise the first text encoder (same choices).", **own)
+    registry.add("text_encoder_2_precision", "str", NO_CHANGE,
+                 "Quantise the second text encoder, for families that have one (same choices).", **own)
+    registry.add("quantize_via", "str", "accelerator",
+                 "Where quantisation runs: accelerator (fast; each part visits the GPU and returns to where it was) "
+                 "or cpu (slower, never needs the full-precision part in GPU memory).",
+                 choices=("cpu", "accelerator"), category="quantisation")
+
+
+@hookimpl
+def register_optimizers(register: Callable[..., None]) -> None:
+    """``bnb-adamw8bit``, ``bnb-adamw8bit-paged``, ``bnb-lion8bit``, ``bnb-lion8bit-paged``."""
+    from vtrain_quant.optimizers import TABLE, make_factory
+
+    for name, entry in TABLE.items():
+        register(name, make_factory(name), help=entry[3])
+
+
+@hookimpl
+def validate_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
+    """Missing libraries, hardware that cannot run a precision, and combinations that cannot work."""
+    from vtrain_quant.precisions import hardware_problem, is_installed
+
+    for key in TARGETS:
+        precision = PRECISIONS.get(config[key])
+        if precision is None:
+            continue
+        if not is_installed(precision.module):
+            problems.add(key, f"{precision.name} needs the {precision.module} package, which is not installed",
+                         f"pip install {precision.package}, or choose another precision")
+        reason = hardware_problem(precision)
+        if reason:
+            problems.add(key, reason, "use fp8-torchao (weight-only float8) or int8-quanto, which run on any device")
+    base = PRECISIONS.get(config.base_model_precision)
+    if base is None:
+        return
+    if config.model_type == "full":
+        problems.add("base_model_precision", f"model_type=full trains every weight, but {base.name} freezes them "
+                     "in a quantised form that cannot receive updates",
+                     "use model_type=lora (LoRA or LyCORIS train on top of the quantised base), or no_change")
+    if config.get("torch_compile") and not base.compile_ok:
+        problems.add("base_model_precision", f"{base.name} does not work with torch.compile "
+                     "(bitsandbytes' 4-bit kernels cannot be traced)",
+                     "turn torch_compile off, or use int8-quanto / int8-torchao, which compile (the fastest option)")
+    if base.library == "torchao" and config.model_type == "lora" and config.lora_type == "lycoris":
+        _check_lycoris_bypass(config, base.name, problems)
+    if config.optimizer.startswith("bnb-") and not is_installed("bitsandbytes"):
+        problems.add("optimizer", f"{config.optimizer} needs bitsandbytes, which is not installed",
+                     "pip install bitsandbytes==0.50.2")
+
+
+def _check_lycoris_bypass(config: ResolvedConfig, precision: str, problems: ProblemCollector) -> None:
+    """LyCORIS adds its delta to the base weight unless it runs in bypass mode; torchao's quantised
+    weights keep the plain Linear class (so LyCORIS cannot tell) and do not support that addition."""
+    import json
+    from pathlib import Path
+
+    try:
+        settings = json.loads(Path(config.lycoris_config).read_text(encoding="utf-8"))
+    except (OSError, TypeError, ValueError):
+        return  # the core reports a missing or unreadable lycoris_config
+    if isinstance(settings, dict) and settings.get("bypass_mode") is not True:
+        problems.add("lycoris_config", f"LyCORIS on a {precision} base must run in bypass mode (W x + delta(x)): "
+                     "torchao's quantised weights cannot take the merged delta",
+                     f'add "bypass_mode": true to {config.lycoris_config}, or use an int8-quanto / nf4-bnb base')
+
+
+@hookimpl(wrapper=True)
+def load_model(config: ResolvedConfig, family: ModelFamily) -> Any:
+    """Remember the family's exclusion list on the bundle (read after loading: traits may depend on it)."""
+    bundle = yield
+    if bundle is not None:
+        bundle.meta.setdefault(EXCLUSIONS_META, tuple(family.traits.quantization_exclusions))
+    return bundle
+
+
+@hookimpl
+def quantize_model(bundle: ModelBundle, config: ResolvedConfig) -> None:
+    """Quantise the denoiser and the text encoders whose precision is not ``no_change``."""
+    from vtrain.errors import ConfigError, Problem
+
+    from vtrain_quant.quantize import TEXT_ENCODER_EXCLUSIONS
+
+    report: dict[str, dict[str, Any]] = {}
+    for key, target in TARGETS.items():
+        precision = config[key]
+        if precision == NO_CHANGE:
+            continue
+        if target == "model":
+            module, exclusions = bundle.model, tuple(bundle.meta.get(EXCLUSIONS_META, ()))
+        else:
+            module = bundle.components.get(target)
+            if module is None:
+                raise ConfigError([Problem(key, f"the {bundle.family!r} family has no component {target!r} to quantise",
+                                           f"remove {key} (or set it to no_change)")])
+            exclusions = TEXT_ENCODER_EXCLUSIONS + tuple(getattr(module, "_keep_in_fp32_modules", None) or ())
+        report[target] = _quantize_one(module, precision, exclusions, config)
+    if report:
+        bundle.meta[REPORT_META] = report
+
+
+def _quantize_one(module: Any, precision: str, exclusions: tuple[str, ...], config: ResolvedConfig) -> dict[str, Any]:
+    import torch
+
+    from vtrain_quant.quantize import quantize_module, quantized_bytes
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
+    home = _device_of(module)
+    device = home
+    if config.quantize_via == "accelerator":
+        if torch.cuda.is_available():
+            device = torch.device("cuda")
+        elif config.explicitly_set("quantize_via"):
+            _notice_once("quantize_via=accelerator: no CUDA device, quantising on the CPU")
+    before = quantized_bytes(module)
+    module.to(device)
+    names = quantize_module(module, precision, exclusions, dtype)
+    module.to(home)
+    after = quantized_bytes(module)
+    log.info("quantised %d Linear layers to %s (%.1f MiB -> %.1f MiB)", len(names), precision,
+             before / 2**20, after / 2**20)
+    return {"precision": precision, "layers": len(names), "bytes_before": before, "bytes_after": after}
+
+
+def _device_of(module: Any) -> Any:
+    import torch
+
+    for param in module.parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+_notices: set[str] = set()
+
+
+def _notice_once(message: str) -> None:
+    if message not in _notices:
+        _notices.add(message)
+        log.warning(message)
+
+
+@hookimpl
+def describe_run(run: RunContext) -> list[str] | None:
+    report = (run.bundle.meta.get(REPORT_META) if run.bundle is not None else None) or {}
+    return [f"quantised {target}: {r['precision']}, {r['layers']} Linear layers, "
+            f"{r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB"
+            for target, r in report.items()] or None

@@ -1,0 +1,126 @@
+"""Quantising the frozen Linear layers of a module in place with optimum-quanto, torchao or bitsandbytes.
+
+Only ``torch.nn.Linear`` layers are quantised, and only those whose name matches none of the
+exclusion patterns (norms, embeddings and the input/output projections keep full precision).
+Adapters attach afterwards: peft wraps quanto's ``QLinear``, torchao's quantised ``Linear`` and
+bitsandbytes' ``Linear4bit`` as base layers, and LyCORIS runs them in bypass mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fnmatch import fnmatch
+from typing import TYPE_CHECKING, Any
+
+from vtrain_quant.precisions import PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
+
+# Never quantised in a text encoder, whatever the family says: embeddings, norms, output heads.
+TEXT_ENCODER_EXCLUSIONS = ("*embed*", "*norm*", "*layer_norm*", "lm_head", "*.wo")
+
+
+def is_excluded(name: str, patterns: Iterable[str]) -> bool:
+    """Whether module ``name`` matches a pattern, or sits below a module a pattern names."""
+    for pattern in patterns:
+        if fnmatch(name, pattern) or fnmatch(name, pattern + ".*") or name.startswith(pattern + "."):
+            return True
+    return False
+
+
+def quantizable_linears(module: torch.nn.Module, exclusions: Iterable[str]) -> list[str]:
+    """Names of the frozen ``nn.Linear`` layers of ``module`` that are not excluded."""
+    import torch
+
+    patterns = tuple(exclusions)
+    names = []
+    for name, child in module.named_modules():
+        if type(child) is not torch.nn.Linear or not name:
+            continue
+        if is_excluded(name, patterns) or any(p.requires_grad for p in child.parameters()):
+            continue
+        names.append(name)
+    return names
+
+
+def quantize_module(module: torch.nn.Module, precision: str, exclusions: Iterable[str],
+                    compute_dtype: torch.dtype) -> list[str]:
+    """Quantise ``module``'s eligible Linear layers to ``precision`` in place; return their names."""
+    names = quantizable_linears(module, exclusions)
+    if not names:
+        return names
+    library = PRECISIONS[precision].library
+    if library == "quanto":
+        _quanto(module, precision, names)
+    elif library == "torchao":
+        _torchao(module, precision, names)
+    elif library == "bnb":
+        _bnb_nf4(module, names, compute_dtype)
+    else:  # pragma: no cover - the table and this dispatch are edited together
+        raise ValueError(f"unknown quantisation library {library!r}")
+    module.requires_grad_(False)
+    return names
+
+
+def _quanto(module: torch.nn.Module, precision: str, names: list[str]) -> None:
+    from optimum.quanto import freeze, qfloat8, qint4, qint8, quantize
+
+    weights = {"int8-quanto": qint8, "int4-quanto": qint4, "fp8-quanto": qfloat8}[precision]
+    quantize(module, weights=weights, include=names)
+    freeze(module)  # replace the float weights by their quantised form (the memory saving)
+
+
+def _torchao(module: torch.nn.Module, precision: str, names: list[str]) -> None:
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        Int8WeightOnlyConfig,
+        quantize_,
+    )
+
+    config = {"int8-torchao": Int8WeightOnlyConfig, "fp8-torchao": Float8WeightOnlyConfig,
+              "fp8dq-torchao": Float8DynamicActivationFloat8WeightConfig}[precision]()
+    wanted = set(names)
+    quantize_(module, config, filter_fn=lambda _child, fqn: fqn in wanted)
+
+
+def _bnb_nf4(module: torch.nn.Module, names: list[str], compute_dtype: torch.dtype) -> None:
+    """Swap each Linear for a bitsandbytes ``Linear4bit`` holding NF4 weights (works on CPU and CUDA,
+    unlike diffusers' bitsandbytes loader, which refuses a machine without a GPU)."""
+    import bitsandbytes as bnb
+    import torch
+
+    for name in names:
+        parent_name, _, leaf = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        old = getattr(parent, leaf)
+        device = old.weight.device
+        new = bnb.nn.Linear4bit(old.in_features, old.out_features, bias=old.bias is not None,
+                                compute_dtype=compute_dtype, quant_type="nf4", quant_storage=torch.uint8,
+                                device="meta")
+        new.weight = bnb.nn.Params4bit(old.weight.data.to("cpu"), requires_grad=False, quant_type="nf4",
+                                       quant_storage=torch.uint8)
+        if old.bias is not None:
+            new.bias = torch.nn.Parameter(old.bias.data.to(compute_dtype), requires_grad=False)
+        setattr(parent, leaf, new.to(device))  # Params4bit quantises when it is moved to a device
+
+
+def quantized_bytes(module: torch.nn.Module) -> int:
+    """Bytes held by ``module``'s parameters and buffers as stored (quantised tensors count their payload)."""
+    total = 0
+    seen: set[int] = set()
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        total += _tensor_bytes(tensor)
+    return total
+
+
+def _tensor_bytes(tensor: Any) -> int:
+    inner = getattr(tensor, "__tensor_flatten__", None)
+    if inner is not None and type(tensor).__name__ not in ("Parameter", "Tensor"):
+        names, _ = inner()
+        return sum(_tensor_bytes(getattr(tensor, n)) for n in names)
+    return tensor.numel() * tensor.element_size()
