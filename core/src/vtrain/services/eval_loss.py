@@ -130,6 +130,15 @@ def build_dataset(bundle: ModelBundle, config: ResolvedConfig) -> Any:
     return training
 
 
+@hookimpl
+def describe_run(run: RunContext) -> list[str] | None:
+    eval_set = _state.lookup(run.bundle, NAME)
+    if eval_set is None:
+        return None
+    return [f"evaluation loss every {run.config.eval_steps_interval} updates: {len(eval_set.samples)} samples x "
+            f"{len(eval_set.sigmas)} fixed sigmas, fixed noise"]
+
+
 @hookimpl(tryfirst=True)
 def on_step_end(run: RunContext, step: int, logs: dict[str, float]) -> None:
     """Add ``eval/loss`` (and one value per loss term) to the logs of every N-th update."""

@@ -165,6 +165,14 @@ class _HubRun:
 
 
 @hookimpl
+def describe_run(run: RunContext) -> list[str] | None:
+    config = run.config
+    if not config.push_to_hub:
+        return None
+    return [f"hub: push to {config.hub_model_id} at the end" + (", every checkpoint too" if config.push_checkpoints_to_hub else "")]
+
+
+@hookimpl
 def on_run_start(run: RunContext) -> None:
     config = run.config
     if not config.push_to_hub or not run.is_main_process or run.bundle is None:

@@ -169,6 +169,14 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
 
 
 @hookimpl
+def describe_run(run: RunContext) -> list[str] | None:
+    names = parse_report_to(run.config.report_to)
+    where = {"wandb": f"wandb ({run.output_dir / 'wandb'})",
+             "tensorboard": f"tensorboard ({run.output_dir / 'tensorboard' / (run.config.tracker_run_name or 'run')})"}
+    return [f"trackers: {', '.join(where[name] for name in names)}"] if names else None
+
+
+@hookimpl
 def on_run_start(run: RunContext) -> None:
     """Start the chosen trackers (main process only)."""
     names = parse_report_to(run.config.report_to)

@@ -15,13 +15,7 @@ JSON file holding either. Keys of a target:
 
 from __future__ import annotations
 
-import base64
 import json
-import mimetypes
-import ssl
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +129,10 @@ class DeliveryError(Exception):
 
 def deliver(target: WebhookTarget, event: Event) -> None:
     """POST ``event`` to ``target`` once (raises :class:`DeliveryError`)."""
+    import base64
+    import ssl
+    import urllib.error
+    import urllib.request
     files = [f for f in event.files if f.is_file() and f.stat().st_size <= MAX_MEDIA_BYTES] if target.send_media else []
     text = f"{target.message_prefix}: {event.message}" if target.message_prefix else event.message
     if target.kind == "discord":
@@ -160,10 +158,14 @@ def deliver(target: WebhookTarget, event: Event) -> None:
 
 
 def _mime(path: Path) -> str:
+    import mimetypes
+
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 def _multipart(payload: dict[str, Any], files: list[Path]) -> tuple[bytes, str]:
+    import uuid
+
     boundary = uuid.uuid4().hex
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="payload_json"\r\n'
              f"Content-Type: application/json\r\n\r\n{json.dumps(payload)}\r\n".encode()]

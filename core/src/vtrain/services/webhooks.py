@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
 from vtrain.services import _state
-from vtrain.services.webhook_targets import DeliveryError, Event, WebhookConfigError, WebhookTarget, deliver, load_targets
+from vtrain.services.webhook_targets import (
+    DeliveryError,
+    Event,
+    WebhookConfigError,
+    WebhookTarget,
+    deliver,
+    load_targets,
+)
 
 if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
@@ -186,6 +193,16 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
     elif config.explicitly_set("validation_preview_steps"):
         problems.add("validation_preview_steps", "has no effect because validation_preview is false",
                      "set validation_preview to true, or remove the key")
+
+
+@hookimpl
+def describe_run(run: RunContext) -> list[str] | None:
+    if not run.config.webhook_config:
+        return None
+    targets = load_targets(run.config.webhook_config)
+    kinds = ", ".join(f"{t.kind} ({t.log_level})" for t in targets)
+    preview = f", previews every {run.config.validation_preview_steps} sampling step(s)" if run.config.validation_preview else ""
+    return [f"webhooks: {len(targets)} target(s): {kinds}{preview}"]
 
 
 @hookimpl
