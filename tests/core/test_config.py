@@ -34,9 +34,27 @@ def _classify(config: dict, **kwargs) -> dict[str, list[str]]:
     return {}
 
 
+def _with_local_paths(config: dict, tmp_path: Path) -> dict:
+    """The source's paths pointed at local files, as a user does ("paths changed")."""
+    examples = Path(__file__).parents[2] / "examples" / "ltxvideo"
+    backends = json.loads((FIXTURES / "source_multidatabackend.json").read_text())
+    for backend in backends:
+        if "instance_data_dir" in backend:
+            folder = tmp_path / backend["instance_data_dir"]
+            folder.mkdir(parents=True)
+            backend["instance_data_dir"] = str(folder)
+    (tmp_path / "multidatabackend.json").write_text(json.dumps(backends))
+    paths = {"data_backend_config": tmp_path / "multidatabackend.json",
+             "lycoris_config": examples / "lycoris_config.json", "webhook_config": examples / "webhook.json"}
+    return {key: (str(paths[key]) if key in paths else value) for key, value in config.items()}
+
+
 @pytest.mark.parametrize("fixture", ["source_config.json", "source_extra_keys.json"])
-def test_every_source_key_is_accepted_or_refused_by_name(fixture: str) -> None:
-    config = json.loads((FIXTURES / fixture).read_text())
+def test_every_source_key_is_accepted_or_refused_by_name(fixture: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    config = _with_local_paths(json.loads((FIXTURES / fixture).read_text()), tmp_path)
     problems = _classify(config)
     for key in config:
         for message in problems.get(key.lstrip("-"), []):

@@ -75,6 +75,14 @@ class CorePlugin:
         if resume and resume != "latest" and not Path(resume).is_dir():
             problems.add("resume_from_checkpoint", f"checkpoint folder not found: {resume}",
                          "use latest, or the path of a checkpoint-<step> folder")
+        if config.data_backend_config:
+            from vtrain.data.spec import parse_backends
+            from vtrain.errors import ConfigError
+
+            try:
+                parse_backends(config.data_backend_config, config)
+            except ConfigError as error:  # checked here too, so `vtrain config validate` reports it
+                problems.problems.extend(error.problems)
         for size in config.validation_resolution:
             if not _parse_size(size):
                 problems.add("validation_resolution", f"{size!r} is not WIDTHxHEIGHT", 'write sizes like "768x512,1280x768"')
