@@ -24,6 +24,11 @@ def denoising_step(bundle: Any, nickname: str, index: int, total: int, latents: 
         observer(nickname, index, total, latents)
 
 
+def is_observed(bundle: Any) -> bool:
+    """Whether previews are wanted now (lets a family skip the per-step work otherwise)."""
+    return bundle.meta.get(_OBSERVER) is not None
+
+
 @contextlib.contextmanager
 def observing(bundle: Any, observer: Callable[[str, int, int, Any], None]) -> Iterator[None]:
     """Install ``observer`` on ``bundle`` for the duration of the block."""

@@ -158,6 +158,17 @@ class LTXVideoFamily:
 
         return hidden_state_width(bundle)
 
+    def preview_decoder(self, bundle: ModelBundle, config: ResolvedConfig) -> Any:
+        """:class:`vtrain.family.PreviewDecoder`: the first latent frame through the VAE decoder.
+
+        No public tiny autoencoder exists for LTX-Video 0.9.x latents (TAEHV covers LTX-2, whose
+        latents differ), so previews decode one latent frame, the cheapest exact decode:
+        latents (B, C, F', H', W') -> pixels (B, 1, 3, 32H', 32W') in [0, 1].
+        """
+        from vtrain_ltxvideo.decoding import decode_latents
+
+        return lambda latents: decode_latents(bundle, latents[:, :, :1])[:, :1]
+
     def decode_latents(self, bundle: ModelBundle, latents: Any) -> Any:
         """:class:`vtrain.family.LatentDecoder`: clean latents -> (B, 8k+1, 3, H, W) pixels in [0, 1] via the VAE."""
         from vtrain_ltxvideo.decoding import decode_latents

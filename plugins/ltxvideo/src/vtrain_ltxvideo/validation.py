@@ -82,6 +82,8 @@ def render_videos(bundle: ModelBundle, config: ResolvedConfig, step: int, prompt
                 width, height = parse_resolution(size)
                 generator = torch.Generator(device=device).manual_seed(config.validation_seed)
                 kwargs: dict[str, Any] = {"image": image} if image is not None else {}
+                kwargs.update(preview_callback(bundle, f"{nickname}-{width}x{height}{suffix}", frames, height, width,
+                                               config.validation_num_inference_steps))
                 with torch.no_grad():
                     video = pipeline(prompt=prompt, negative_prompt=config.validation_negative_prompt or None,
                                      width=width, height=height, num_frames=frames, frame_rate=fps,
@@ -97,3 +99,29 @@ def render_videos(bundle: ModelBundle, config: ResolvedConfig, step: int, prompt
     finally:
         model.train(was_training)
     return artifacts
+
+
+def preview_callback(bundle: ModelBundle, name: str, frames: int, height: int, width: int,
+                     steps: int) -> dict[str, Any]:
+    """Pipeline keyword arguments that report each denoising step's latents for previews.
+
+    The pipeline denoises packed, normalised latents ``(B, tokens, C)``; they are unpacked to
+    ``(B, C, F', H', W')`` (the layout of the training latents) before being reported. Returns
+    no arguments when nobody observes previews, so ordinary validation pays nothing.
+    """
+    from vtrain.services.preview import denoising_step, is_observed
+
+    if not is_observed(bundle):
+        return {}
+    vae = bundle.components["vae"]
+    grid = ((frames - 1) // vae.temporal_compression_ratio + 1, height // vae.spatial_compression_ratio,
+            width // vae.spatial_compression_ratio)
+    config = bundle.model.config
+
+    def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        latents = tensors["latents"]
+        unpacked = pipe._unpack_latents(latents, *grid, config.patch_size, config.patch_size_t)
+        denoising_step(bundle, name, index, steps, unpacked)
+        return {}
+
+    return {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}
