@@ -60,6 +60,7 @@ def apply(model: torch.nn.Module, onload_device: torch.device, offload_type: str
         tensor.data = data
     for group in groups(model):
         _restrict(group, movable)
+    defer_offload_in_backward(model)
     return GroupOffloadPlan(offload_type, per_group, use_stream, disk_path, str(onload_device))
 
 
@@ -124,6 +125,66 @@ def offloaded_ids(model: torch.nn.Module) -> set[int]:
         params, buffers = _group_tensors(group)
         ids.update(id(t) for t in (*params, *buffers))
     return ids
+
+
+def defer_offload_in_backward(model: torch.nn.Module) -> None:
+    """Keep a group's weights until its backward pass has used them.
+
+    Under gradient checkpointing each block is recomputed inside the backward pass, and the recomputed
+    operations keep references to the block's weight tensors. diffusers' hooks would offload them right
+    after the recompute (to disk: replaced by empty tensors), so the gradients would be computed from
+    moved or garbage data. Inside the backward pass an offload is therefore postponed until a group of
+    another block is loaded (the backward pass has then left the block), or the next forward begins.
+    """
+    import torch
+
+    block_of: dict[int, int] = {}
+    block_modules: list[torch.nn.Module] = []
+    for child in model.children():
+        if isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential)):
+            for block in child:
+                for tensor in [*block.parameters(), *block.buffers()]:
+                    block_of[id(tensor)] = len(block_modules)
+                block_modules.append(block)
+    pending: dict[int, Any] = {}
+    for group in groups(model):
+        params, buffers = _group_tensors(group)
+        blocks = frozenset(block_of[id(t)] for t in (*params, *buffers) if id(t) in block_of)
+        real_offload, real_onload = group.offload_, group.onload_
+
+        def offload_(group: Any = group, real_offload: Any = real_offload) -> None:
+            if torch._C._current_graph_task_id() != -1:  # inside the backward pass
+                pending[id(group)] = group
+                return
+            pending.pop(id(group), None)
+            real_offload()
+            group._vtrain_loaded = False
+
+        def onload_(group: Any = group, blocks: frozenset[int] = blocks, real_onload: Any = real_onload) -> None:
+            for other_id, (other, other_blocks, other_offload) in list(_pending_entries(pending).items()):
+                if other is not group and not (other_blocks & blocks):
+                    pending.pop(other_id, None)
+                    other_offload()
+            pending.pop(id(group), None)
+            real_onload()
+            group._vtrain_loaded = True
+
+        def real_offload_and_mark(group: Any = group, real_offload: Any = real_offload) -> None:
+            real_offload()
+            group._vtrain_loaded = False
+
+        group._vtrain_blocks, group._vtrain_offload, group._vtrain_loaded = blocks, real_offload_and_mark, False
+        group.offload_, group.onload_ = offload_, onload_
+        if len(blocks) > 1:
+            # diffusers loads a multi-block group when its first block runs; the backward pass recomputes
+            # the blocks last to first, so any block of the group must be able to load it
+            for index in blocks:
+                block_modules[index].register_forward_pre_hook(
+                    lambda _module, _args, group=group: None if group._vtrain_loaded else group.onload_())
+
+
+def _pending_entries(pending: dict[int, Any]) -> dict[int, tuple[Any, frozenset[int], Any]]:
+    return {key: (g, g._vtrain_blocks, g._vtrain_offload) for key, g in pending.items()}
 
 
 def keep_resident(model: torch.nn.Module, onload_device: torch.device) -> tuple[int, int]:

@@ -77,6 +77,11 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
         problems.add("enable_group_offload", "group offload moves frozen weights between devices, but model_type=full "
                      "trains every weight (the optimizer needs them on the accelerator)",
                      "use model_type=lora with group offload, or turn enable_group_offload off")
+    if config.enable_group_offload and not config.gradient_checkpointing:
+        problems.add("enable_group_offload", "group offload while training needs gradient_checkpointing: without "
+                     "it the backward pass needs every block's weights at once, on the accelerator, and the offload "
+                     "would have moved them away", "set gradient_checkpointing=true (each block is then reloaded and "
+                     "recomputed in the backward pass)")
     precision = config.get("base_model_precision", "no_change")
     if config.enable_group_offload and config.group_offload_to_disk_path and precision != "no_change":
         problems.add("group_offload_to_disk_path", f"quantised weights ({precision}) are tensor subclasses that "
