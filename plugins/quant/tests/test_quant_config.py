@@ -35,11 +35,6 @@ def test_impossible_combinations_are_refused_with_reasons(tinyflow_config: dict,
     assert "nf4-bnb does not work with torch.compile" in text and "int8-quanto / int8-torchao" in text
     text = _problems(make_runner, {**tinyflow_config, "base_model_precision": "int8-quanto", "model_type": "full"})
     assert "model_type=full trains every weight" in text
-    lycoris = tmp_path / "lycoris.json"
-    lycoris.write_text(json.dumps({"algo": "lokr", "factor": 4}))
-    text = _problems(make_runner, {**tinyflow_config, "base_model_precision": "int8-torchao", "lora_type": "lycoris",
-                                   "lycoris_config": str(lycoris)})
-    assert "must run in bypass mode" in text and '"bypass_mode": true' in text
     with pytest.raises(ConfigError, match="expected one of"):
         make_runner({**tinyflow_config, "base_model_precision": "int3-quanto"})
 

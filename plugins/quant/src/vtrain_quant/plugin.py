@@ -85,27 +85,9 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
         problems.add("base_model_precision", f"{base.name} does not work with torch.compile "
                      "(bitsandbytes' 4-bit kernels cannot be traced)",
                      "turn torch_compile off, or use int8-quanto / int8-torchao, which compile (the fastest option)")
-    if base.library == "torchao" and config.model_type == "lora" and config.lora_type == "lycoris":
-        _check_lycoris_bypass(config, base.name, problems)
     if config.optimizer.startswith("bnb-") and not is_installed("bitsandbytes"):
         problems.add("optimizer", f"{config.optimizer} needs bitsandbytes, which is not installed",
                      "pip install bitsandbytes==0.50.2")
-
-
-def _check_lycoris_bypass(config: ResolvedConfig, precision: str, problems: ProblemCollector) -> None:
-    """LyCORIS adds its delta to the base weight unless it runs in bypass mode; torchao's quantised
-    weights keep the plain Linear class (so LyCORIS cannot tell) and do not support that addition."""
-    import json
-    from pathlib import Path
-
-    try:
-        settings = json.loads(Path(config.lycoris_config).read_text(encoding="utf-8"))
-    except (OSError, TypeError, ValueError):
-        return  # the core reports a missing or unreadable lycoris_config
-    if isinstance(settings, dict) and settings.get("bypass_mode") is not True:
-        problems.add("lycoris_config", f"LyCORIS on a {precision} base must run in bypass mode (W x + delta(x)): "
-                     "torchao's quantised weights cannot take the merged delta",
-                     f'add "bypass_mode": true to {config.lycoris_config}, or use an int8-quanto / nf4-bnb base')
 
 
 @hookimpl(wrapper=True)
@@ -115,6 +97,26 @@ def load_model(config: ResolvedConfig, family: ModelFamily) -> Any:
     if bundle is not None:
         bundle.meta.setdefault(EXCLUSIONS_META, tuple(family.traits.quantization_exclusions))
     return bundle
+
+
+@hookimpl(wrapper=True)
+def add_adapters(bundle: ModelBundle, config: ResolvedConfig) -> Any:
+    """LyCORIS adds its delta to the base weight unless it runs in bypass mode (W x + delta(x)). It
+    switches bypass on for quanto and bitsandbytes layers itself, but torchao's quantised weights keep
+    the plain Linear class, so switch it on here for every LyCORIS module over a torchao weight."""
+    result = yield
+    switched = 0
+    for module in bundle.extra_trainables.values():
+        for child in module.modules():
+            org = getattr(child, "org_module", None)
+            weight = getattr(org[0], "weight", None) if isinstance(org, (list, tuple)) and org else None
+            if weight is not None and type(weight).__module__.startswith("torchao") and not child.bypass_mode:
+                child.bypass_mode = True
+                child.is_quant = True
+                switched += 1
+    if switched:
+        log.info("LyCORIS: bypass mode for %d modules over torchao weights", switched)
+    return result
 
 
 @hookimpl
