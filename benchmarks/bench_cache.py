@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -100,7 +99,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
 
 def _child_peak(clip: Path, frames: int, resolution: int, work: Path) -> tuple[int, int]:
     """(peak RSS after imports, peak RSS after caching the clip) of a fresh process, in KiB."""
-    code = ("import resource, sys; sys.path.insert(0, %r); import bench_cache as b; from pathlib import Path; "
+    code = ("import resource, sys; sys.path.insert(0, %r); import bench_cache as b; from pathlib import Path; "  # noqa: UP031
             "import torch, decord, av, vtrain.data.build, vtrain.testing.tinyflow; "
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             "b._build(Path(%r), Path(%r), %d, %d); "

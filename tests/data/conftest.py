@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 
-from vtrain.data.synthetic_media import (truncate_copy, write_caption, write_clip, write_garbage, write_image,
-                                         write_zero_byte)
+from vtrain.data.synthetic_media import (
+    truncate_copy,
+    write_caption,
+    write_clip,
+    write_garbage,
+    write_image,
+    write_zero_byte,
+)
 
 # name: (width, height, frames); tinyflow's rule is 4k+1 frames and 8-px alignment
 CLIPS = {

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from data.conftest import image_backend, text_backend, video_backend
 from data.helpers import build
+
 from vtrain.errors import ConfigError
 
 
@@ -148,10 +148,10 @@ def test_several_datasets_in_proportion_and_probability(media: Path, tmp_path: P
 
 
 def test_offload_during_startup_keeps_one_encoder_on_the_device(media: Path, tmp_path: Path) -> None:
+    from data.helpers import CountingEncoder, make_config
+
     from vtrain.data.build import DataContext, build_datasets
     from vtrain.testing.tinyflow import TinyFlowFamily
-
-    from data.helpers import CountingEncoder, make_config
 
     log: list[tuple[str, str]] = []
 

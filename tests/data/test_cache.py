@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from data.conftest import image_backend, text_backend, video_backend
 from data.helpers import CountingEncoder, build, cache_files, make_config
+
 from vtrain.data.cache import CacheStore
-from vtrain.data.synthetic_media import write_image
 from vtrain.data.caching import CacheJob, build_cache, share_for_rank
+from vtrain.data.synthetic_media import write_image
 
 
 def _latent_keys(dataset) -> dict[str, str]:  # type: ignore[no-untyped-def]

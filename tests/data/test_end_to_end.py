@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
-
 from data.conftest import image_backend, text_backend, video_backend, write_backends
+from safetensors.torch import load_file
 
 
 def _config(tinyflow_config: dict[str, Any], media: Path, tmp: Path, **extra: Any) -> dict[str, Any]:

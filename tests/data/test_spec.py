@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from data.conftest import image_backend, text_backend, video_backend
 from data.helpers import make_config
+
 from vtrain.data.geometry import plan_geometry, valid_frame_count
 from vtrain.data.spec import parse_backends
 from vtrain.errors import ConfigError

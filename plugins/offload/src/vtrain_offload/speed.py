@@ -27,7 +27,10 @@ def backend_name(mechanism: str) -> str:
 def attention_problem(mechanism: str) -> tuple[str, str] | None:
     """(reason, fix) when ``mechanism`` cannot run here; ``None`` when it can."""
     import torch
-    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _check_attention_backend_requirements,
+    )
 
     name = backend_name(mechanism)
     known = [b.value for b in AttentionBackendName]

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
-
 from vtrain_quant.precisions import CHOICES, NO_CHANGE, PRECISIONS
 
 if TYPE_CHECKING:
@@ -123,7 +122,6 @@ def add_adapters(bundle: ModelBundle, config: ResolvedConfig) -> Any:
 def quantize_model(bundle: ModelBundle, config: ResolvedConfig) -> None:
     """Quantise the denoiser and the text encoders whose precision is not ``no_change``."""
     from vtrain.errors import ConfigError, Problem
-
     from vtrain_quant.quantize import TEXT_ENCODER_EXCLUSIONS
 
     report: dict[str, dict[str, Any]] = {}
