@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,9 +101,9 @@ class Hooks:
 
     def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str]) -> list[Artifact]:
         """Run validation without disturbing the training RNG streams."""
-        import torch
+        from vtrain.rng import preserved_rng
 
-        with torch.random.fork_rng(devices=[]), _preserve_python_numpy_rng():
+        with preserved_rng():
             return list(self._hook.validate(bundle=bundle, config=config, step=step, prompts=prompts) or [])
 
     def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
@@ -137,17 +136,3 @@ def _required(value: Any, hook: str) -> Any:
     if value is None:
         raise PluginError(f"no plugin answered the {hook!r} hook (is the family plugin installed and not blocked?)")
     return value
-
-
-@contextlib.contextmanager
-def _preserve_python_numpy_rng() -> Any:
-    import random
-
-    import numpy as np
-
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)

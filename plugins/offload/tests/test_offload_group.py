@@ -136,7 +136,7 @@ def test_stream_is_ignored_without_cuda_with_one_notice(ltx_offload_config: dict
         pytest.skip("streams are used on CUDA")
     from vtrain_offload import plugin
 
-    plugin._notices.clear()
+    plugin._notice_once.reset()
     with caplog.at_level(logging.WARNING, logger="vtrain.offload"):
         for _ in range(2):
             _runner, bundle = _prepare({**ltx_offload_config, "enable_group_offload": True,

@@ -12,11 +12,11 @@ hook's docstring); the scores are added to the step's logs as ``eval/loss`` and 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
+from vtrain.rng import preserved_rng
 from vtrain.services import _state
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def evaluate(run: RunContext, eval_set: EvalSet) -> dict[str, float]:
     was_training = model.training
     totals: dict[str, float] = {}
     count = 0
-    with torch.random.fork_rng(devices=[]), _python_numpy_rng_kept(), torch.no_grad():
+    with preserved_rng(), torch.no_grad():
         model.eval()
         try:
             for batch in eval_set.batches():
@@ -173,17 +173,3 @@ def evaluate(run: RunContext, eval_set: EvalSet) -> dict[str, float]:
         finally:
             model.train(was_training)
     return {name: value / max(count, 1) for name, value in totals.items()}
-
-
-@contextlib.contextmanager
-def _python_numpy_rng_kept() -> Iterator[None]:
-    import random
-
-    import numpy as np
-
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
+from vtrain.notices import NoticeOnce
 
 if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
@@ -183,13 +184,7 @@ def return_components_to_cpu(bundle: ModelBundle) -> list[str]:
     return moved
 
 
-_notices: set[str] = set()
-
-
-def _notice_once(message: str) -> None:
-    if message not in _notices:
-        _notices.add(message)
-        log.warning(message)
+_notice_once = NoticeOnce(log)
 
 
 @hookimpl

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
+from vtrain.notices import NoticeOnce
 from vtrain_quant.precisions import CHOICES, NO_CHANGE, PRECISIONS
 
 if TYPE_CHECKING:
@@ -173,13 +174,7 @@ def _device_of(module: Any) -> Any:
     return torch.device("cpu")
 
 
-_notices: set[str] = set()
-
-
-def _notice_once(message: str) -> None:
-    if message not in _notices:
-        _notices.add(message)
-        log.warning(message)
+_notice_once = NoticeOnce(log)
 
 
 @hookimpl

@@ -1,0 +1,40 @@
+"""pytest fixtures for plugins that test against the tiny LTX-Video model (loaded through the
+``pytest11`` entry point of vtrain-ltxvideo, so any plugin's tests can use them).
+
+- ``ltx_tiny_dir``: one random-initialised tiny LTX-Video pipeline folder per test session.
+- :func:`tiny_ltx_config`: a fast, seeded LoRA training config on that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def tiny_ltx_config(model_dir: Path, output_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """A LoRA run on the tiny model: fp32, no autocast, 4 updates of batch 2, seeded."""
+    config = {
+        "model_family": "ltxvideo",
+        "pretrained_model_name_or_path": str(model_dir),
+        "output_dir": str(output_dir),
+        "max_train_steps": 4,
+        "train_batch_size": 2,
+        "learning_rate": 1e-3,
+        "mixed_precision": "no",
+        "base_model_default_dtype": "fp32",
+        "lora_rank": 8,
+        "seed": 1,
+        "max_grad_norm": 1.0,
+        "grad_clip_method": "norm",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def ltx_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vtrain_ltxvideo.tiny import make_pipeline_folder
+
+    return make_pipeline_folder(tmp_path_factory.mktemp("ltx") / "tiny-ltx", seed=0)
