@@ -96,3 +96,18 @@ def test_tracker_names_without_a_tracker_are_refused(tinyflow_config, service_ru
 
     with pytest.raises(ConfigError, match="tracker_project_name: has no effect"):
         service_runner(dict(tinyflow_config, tracker_project_name="x"))
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tinyflow_config, service_runner, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = dict(tinyflow_config, report_to="wandb", max_train_steps=2, checkpoint_step_interval=2)
+    service_runner(config).run()
+    out = Path(config["output_dir"])
+    first_id = (out / "wandb_run_id.txt").read_text()
+    service_runner(dict(config, max_train_steps=4, resume_from_checkpoint="latest")).run()
+    assert (out / "wandb_run_id.txt").read_text() == first_id
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(f"-{first_id}" in run.name for run in runs)
+    service_runner(dict(config, output_dir=str(out) + "-fresh")).run()
+    assert (Path(str(out) + "-fresh") / "wandb_run_id.txt").read_text() != first_id

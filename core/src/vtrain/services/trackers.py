@@ -62,8 +62,10 @@ class WandbTracker:
 
         config = run.config
         self.wandb = wandb
+        run_id, resuming = _wandb_run_id(run)
         self.run = wandb.init(project=config.tracker_project_name or "vtrain", name=config.tracker_run_name,
-                              dir=str(run.output_dir), config=redact_config(config.to_json()), reinit="create_new")
+                              dir=str(run.output_dir), config=redact_config(config.to_json()), reinit="create_new",
+                              id=run_id, resume="allow" if resuming else None)
 
     def log_scalars(self, step: int, values: Mapping[str, float]) -> None:
         self.run.log(dict(values), step=step)
@@ -82,6 +84,24 @@ class WandbTracker:
 
     def finish(self, failed: bool) -> None:
         self.run.finish(exit_code=1 if failed else 0)
+
+
+def _wandb_run_id(run: RunContext) -> tuple[str, bool]:
+    """The wandb run id of this output folder: a resumed run continues the same wandb run.
+
+    The id is kept in ``output_dir/wandb_run_id.txt``; a fresh run (no ``resume_from_checkpoint``)
+    starts a new id.
+    """
+    import secrets
+
+    from vtrain.atomic import atomic_write_bytes
+
+    path = Path(run.output_dir) / "wandb_run_id.txt"
+    if run.config.resume_from_checkpoint and path.is_file():
+        return path.read_text().strip(), True
+    run_id = secrets.token_hex(4)  # wandb ids are lowercase letters and digits
+    atomic_write_bytes(path, run_id.encode())
+    return run_id, False
 
 
 class TensorBoardTracker:
