@@ -34,6 +34,7 @@ bench: install
 
 docs: install
 	$(VENV)/bin/vtrain options --markdown -p no:example > docs/options.md
+	$(PY) -m vtrain.docgen hooks > docs/hooks.md
 
 clean:
 	rm -rf $(VENV) output demo

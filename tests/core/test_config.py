@@ -207,3 +207,16 @@ def test_fp16_without_cuda_is_refused_at_configure_time(tinyflow_config: dict) -
     tinyflow_config["mixed_precision"] = "fp16"
     with pytest.raises(ConfigError, match="fp16 mixed precision needs a CUDA device"):
         Runner.from_config(tinyflow_config)
+
+
+def test_every_hook_is_documented_and_the_reference_is_current() -> None:
+    import inspect
+
+    from vtrain import hookspecs
+    from vtrain.docgen import hooks_markdown
+
+    specs = [f for _, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "vtrain_spec")]
+    assert len(specs) >= 20
+    assert all(inspect.getdoc(f) for f in specs), [f.__name__ for f in specs if not inspect.getdoc(f)]
+    page = Path(__file__).parents[2] / "docs" / "hooks.md"
+    assert page.read_text() == hooks_markdown(), "docs/hooks.md is stale: run `make docs`"
