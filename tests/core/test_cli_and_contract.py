@@ -100,3 +100,20 @@ class TestTinyflowContract(FamilyContract):
     def family_config(self, tmp_path: Path) -> dict[str, Any]:
         return {"model_family": "tinyflow", "output_dir": str(tmp_path / "out"), "max_train_steps": 3,
                 "train_batch_size": 2, "mixed_precision": "no", "tinyflow_num_samples": 8}
+
+
+def test_tinyflow_validation_follows_the_validation_keys(tinyflow_config: dict, make_runner: Any) -> None:
+    import numpy as np
+
+    from vtrain.testing.tinyflow import caption_label
+
+    prompt = next(p for p in ("a cube", "a ball", "a cone", "a ring") if caption_label(p, 4) != caption_label("", 4))
+    tinyflow_config.update(max_train_steps=1, validation_prompt=prompt, validation_resolution="32x16,16x16",
+                           validation_num_video_frames=13, validation_num_inference_steps=2, disable_benchmark=True)
+    first = make_runner(tinyflow_config).run()
+    shapes = {p.name: np.load(p).shape for p in first.validation}
+    assert shapes == {"validation-32x16.npy": (4, 4, 2, 4), "validation-16x16.npy": (4, 4, 2, 2)}
+    guided = np.load(first.output_dir / "validation" / "step-1" / "validation-16x16.npy")
+    tinyflow_config.update(validation_guidance=1.0, output_dir=tinyflow_config["output_dir"] + "-unguided")
+    plain = make_runner(tinyflow_config).run()
+    assert not np.array_equal(np.load(plain.output_dir / "validation" / "step-1" / "validation-16x16.npy"), guided)

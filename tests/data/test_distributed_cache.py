@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import image_backend, text_backend, video_backend, write_backends
+from data.conftest import image_backend, text_backend, video_backend, write_backends
 
 COUNTER = textwrap.dedent("""
     import json

@@ -53,7 +53,7 @@ def test_ema_follows_the_decay_and_interval(tinyflow_config, service_runner, tmp
         assert not torch.equal(ema_adapter[key], live_adapter[key])
 
 
-VALIDATION = {"validation_prompt": "a red cube", "validation_num_inference_steps": 3}
+VALIDATION = {"validation_prompt": "a red cube", "validation_num_inference_steps": 3, "validation_resolution": "32x32"}
 
 
 @pytest.mark.parametrize("mode", ["none", "ema_only", "comparison"])
@@ -62,17 +62,17 @@ def test_ema_validation_modes(mode, tinyflow_config, service_runner, tmp_path):
     config = _config(tinyflow_config, ema_decay=1.0, ema_validation=mode, max_train_steps=6, **VALIDATION)
     result = service_runner(config).run()
     folder = tmp_path / "out" / "validation"
-    before = np.load(folder / "step-0" / "validation.npy")
-    after = np.load(folder / "step-6" / "validation.npy")
+    before = np.load(folder / "step-0" / "validation-32x32.npy")
+    after = np.load(folder / "step-6" / "validation-32x32.npy")
     if mode == "ema_only":
         np.testing.assert_array_equal(after, before)
     else:
         assert not np.array_equal(after, before)
     if mode == "comparison":
-        np.testing.assert_array_equal(np.load(folder / "step-6" / "validation-ema.npy"), before)
-        assert {p.name for p in result.validation if "step-6" in str(p)} == {"validation.npy", "validation-ema.npy"}
+        np.testing.assert_array_equal(np.load(folder / "step-6" / "validation-ema-32x32.npy"), before)
+        assert {p.name for p in result.validation if "step-6" in str(p)} == {"validation-32x32.npy", "validation-ema-32x32.npy"}
     else:
-        assert not (folder / "step-6" / "validation-ema.npy").exists()
+        assert not (folder / "step-6" / "validation-ema-32x32.npy").exists()
     # validation with swapped weights leaves the live weights as they were
     final = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
     ema = load_file(str(tmp_path / "out" / "ema" / "adapter_model.safetensors"))

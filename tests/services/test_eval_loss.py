@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import read_metrics
+from services.conftest import read_metrics
 
 from vtrain.hookspecs import hookimpl
 

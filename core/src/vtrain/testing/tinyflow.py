@@ -196,21 +196,31 @@ class TinyFlowFamily:
         artifacts = []
         was_training = model.training
         model.eval()
-        frames, height, width = SHAPES[0]
+        frames = config.validation_num_video_frames or 9
+        latent_frames = (frames - 1) // self.traits.frame_factor + 1
+        negative = caption_label(config.validation_negative_prompt or "", config.tinyflow_classes)
+        dtype = next(model.parameters()).dtype
         for nickname, prompt in prompts.items():
             label = caption_label(prompt, config.tinyflow_classes)
-            generator = torch.Generator().manual_seed(config.validation_seed)
-            x = torch.randn(1, self.traits.latent_channels, frames, height, width, generator=generator)
-            sigmas = torch.linspace(1.0, 0.0, config.validation_num_inference_steps + 1)
-            with torch.no_grad():
-                for index, (current, following) in enumerate(zip(sigmas[:-1], sigmas[1:])):
-                    dtype = next(model.parameters()).dtype
-                    velocity = model(x.to(dtype), current.repeat(1), torch.tensor([label])).float()
-                    x = x + (following - current) * velocity
-                    denoising_step(bundle, nickname, index, len(sigmas) - 1, x)
-            path = folder / f"{nickname}.npy"
-            np.save(path, x[0].numpy())
-            artifacts.append(Artifact(path=path, kind="latents", meta={"prompt": prompt, "step": step}))
+            for size in config.validation_resolution:
+                width, height = (int(v) for v in size.lower().split("x"))
+                generator = torch.Generator().manual_seed(config.validation_seed)
+                x = torch.randn(1, self.traits.latent_channels, latent_frames, max(1, height // 8), max(1, width // 8),
+                                generator=generator)
+                sigmas = torch.linspace(1.0, 0.0, config.validation_num_inference_steps + 1)
+                name = f"{nickname}-{width}x{height}"
+                with torch.no_grad():
+                    for index, (current, following) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+                        velocity = model(x.to(dtype), current.repeat(1), torch.tensor([label])).float()
+                        if config.validation_guidance != 1.0:  # classifier-free guidance against the negative prompt
+                            unconditional = model(x.to(dtype), current.repeat(1), torch.tensor([negative])).float()
+                            velocity = unconditional + config.validation_guidance * (velocity - unconditional)
+                        x = x + (following - current) * velocity
+                        denoising_step(bundle, name, index, len(sigmas) - 1, x)
+                path = folder / f"{name}.npy"
+                np.save(path, x[0].numpy())
+                artifacts.append(Artifact(path=path, kind="latents", meta={"prompt": prompt, "step": step,
+                                                                           "width": width, "height": height}))
         model.train(was_training)
         return artifacts
 
