@@ -32,6 +32,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("lycoris_config", "path", None, "JSON file with the LyCORIS algorithm and its settings (lora_type=lycoris).", **model)
     reg.add("gradient_checkpointing", "bool", False,
             "Recompute activations in the backward pass to save memory (the family applies it).", **model)
+    reg.add("gradient_checkpointing_interval", "int", None,
+            "Checkpoint only every Nth transformer block.", minimum=1, status="planned",
+            planned_note="no family supports it yet (LTX-Video does not); use gradient_checkpointing", **model)
 
     run = {"category": "run"}
     reg.add("output_dir", "path", "output", "Where checkpoints, validation media and the final model go.", **run)
