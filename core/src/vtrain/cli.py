@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-BUILTIN_COMMANDS = ("run", "plugins", "config", "options")
+BUILTIN_COMMANDS = ("run", "plugins", "config", "options", "configure")
 
 HELP = """usage: vtrain <command> [options]
 
@@ -18,6 +18,7 @@ A plugin-based trainer for diffusion models.
 commands:
   run       train:  vtrain run --family ltxvideo --config config.json [--key value ...]
   config    check a configuration:  vtrain config validate FILE | vtrain config show [--config FILE]
+  configure step-by-step set-up that writes config.json:  vtrain configure [--output config/config.json]
   plugins   list the loaded plugins, their versions, hooks and options
   options   print the options reference (--markdown for docs/options.md)
 
@@ -124,6 +125,12 @@ def cmd_plugins(argv: list[str]) -> int:
     return 0
 
 
+def cmd_configure(argv: list[str]) -> int:
+    from vtrain.configure import configure
+
+    return configure(argv)
+
+
 def cmd_options(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vtrain options", description="Print the options reference.")
     parser.add_argument("--markdown", action="store_true", help="the docs/options.md page")
@@ -174,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vtrain {version('vtrain')}")
         return 0
     command, rest = args[0], args[1:]
-    handlers = {"run": cmd_run, "config": cmd_config, "plugins": cmd_plugins, "options": cmd_options}
+    handlers = {"run": cmd_run, "config": cmd_config, "plugins": cmd_plugins, "options": cmd_options,
+                "configure": cmd_configure}
     from vtrain.errors import VtrainError
 
     try:
