@@ -45,16 +45,20 @@ class Console:
 
     reader: Callable[[str], str] = input
     out: TextIO = field(default_factory=lambda: sys.stdout)
+    echo: bool = False  # print each answer after its prompt (piped stdin is not echoed by the terminal)
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
     def ask(self, prompt: str) -> str:
         try:
-            return self.reader(prompt).strip()
+            answer = self.reader(prompt).strip()
         except EOFError:
             self.say()
             raise ConfigureAborted("end of input") from None
+        if self.echo:
+            self.say(answer)
+        return answer
 
     def confirm(self, question: str) -> bool:
         """A y/N question; anything but yes means no."""
@@ -149,9 +153,11 @@ class Session:
             raise ConfigError([Problem("vtrain configure", "no model family chosen",
                                        f"pass --family NAME (installed: {', '.join(self.families) or 'none'})")])
         answers = dict(self.preset)
+        effective = {k: answers.get(k, self.registry[k].default) for k in question_keys(self.registry, family)}
+        effective.update(answers)
         problems = []
-        for key, value in answers.items():
-            for rail in check_answer(key, value, answers, self.cuda):
+        for key, value in effective.items():
+            for rail in check_answer(key, value, effective, self.cuda):
                 if rail.refuse:
                     problems.append(Problem(f"--set {key}", rail.reason))
                 else:
@@ -277,7 +283,7 @@ def configure(argv: Sequence[str], reader: Callable[[str], str] = input, out: Te
     if preset.get("model_family") is not None and preset["model_family"] not in family_names:
         raise ConfigError([Problem("--family", f"unknown model family {preset['model_family']!r}",
                                    f"installed families: {', '.join(family_names)}")])
-    console = Console(reader=reader, out=out or sys.stdout)
+    console = Console(reader=reader, out=out or sys.stdout, echo=reader is input and not sys.stdin.isatty())
     session = Session(registry, family_names, optimizer_names, console, cuda=cuda, preset=preset)
     try:
         answers = session.check_preset() if args.non_interactive else session.interview()
