@@ -38,3 +38,21 @@ def ltx_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vtrain_ltxvideo.tiny import make_pipeline_folder
 
     return make_pipeline_folder(tmp_path_factory.mktemp("ltx") / "tiny-ltx", seed=0)
+
+
+def lora_output_change(model_dir: Path | str, lora_dir: Path | str) -> float:
+    """Largest pixel change a saved LoRA makes to a short, seeded render of a fresh ``LTXPipeline``
+    loaded from ``model_dir`` (``load_lora_weights(lora_dir)``, exactly as a user would)."""
+    import numpy as np
+    import torch
+    from diffusers import LTXPipeline
+
+    def render(pipeline: Any) -> Any:
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline(prompt="a red square", width=64, height=64, num_frames=9, num_inference_steps=2,
+                        generator=torch.Generator().manual_seed(0), output_type="np").frames[0]
+
+    plain = render(LTXPipeline.from_pretrained(model_dir))
+    pipeline = LTXPipeline.from_pretrained(model_dir)
+    pipeline.load_lora_weights(lora_dir)
+    return float(np.abs(render(pipeline) - plain).max())
