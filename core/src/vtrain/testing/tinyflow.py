@@ -295,8 +295,3 @@ class TinyFlowFamily:
         return TinyFlowDataset(config.tinyflow_num_samples, self.traits.latent_channels, config.tinyflow_classes,
                                config.seed)
 
-    @staticmethod
-    def example_tensor() -> torch.Tensor:  # pragma: no cover - documentation helper
-        import torch
-
-        return torch.zeros(1, 4, *SHAPES[0])
