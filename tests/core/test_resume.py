@@ -135,3 +135,47 @@ def test_resume_extends_a_finished_run(tinyflow_config: dict, make_runner) -> No
     tinyflow_config.update(max_train_steps=6, resume_from_checkpoint="latest")
     result = make_runner(tinyflow_config).run()
     assert result.steps == 6 and result.resumed_from is not None and result.resumed_from.name == "checkpoint-4"
+
+
+class _SingleProcess:
+    is_main_process = True
+    process_index = 0
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+def test_overwriting_a_checkpoint_never_leaves_a_torn_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun over an old output_dir replaces checkpoint-N; a kill while the old copy is being
+    deleted must not leave a checkpoint-N that lists as complete but lacks its weights."""
+    import shutil
+
+    from vtrain import checkpoint
+    from vtrain.checkpoint import CheckpointWriter, LoopPosition, list_checkpoints
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    writer = CheckpointWriter(tmp_path, None, _SingleProcess())
+    position = LoopPosition(step=2, epoch=0, batch_in_epoch=2, world_size=1, seed=0)
+    writer.save(position, {"w": weight}, optimizer, scheduler, {})
+
+    real_rmtree = shutil.rmtree
+
+    def killed_midway(path, *args, **kwargs):  # deletes the weights, then the process "dies"
+        Path(path, "trainable.safetensors").unlink(missing_ok=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_midway)
+    with torch.no_grad():
+        weight.fill_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        writer.save(position, {"w": weight}, optimizer, scheduler, {})
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", real_rmtree)
+
+    listed = dict(list_checkpoints(tmp_path))
+    assert list(listed) == [2]
+    saved = load_file(str(listed[2] / "trainable.safetensors"))
+    assert torch.equal(saved["w"], torch.ones(3))  # the new checkpoint, complete
+    writer.clean_leftovers()
+    assert not any(p.name.startswith(".checkpoint-") for p in tmp_path.iterdir())

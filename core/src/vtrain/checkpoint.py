@@ -85,10 +85,12 @@ class CheckpointWriter:
             torch.save({name: obj.state_dict() for name, obj in statefuls.items()}, tmp / "statefuls.pt")
             (tmp / STATE_FILE).write_text(json.dumps(asdict(position), indent=2) + "\n")
             fsync_tree(tmp)
-            if final.exists():
-                shutil.rmtree(final)
+            old = self.output_dir / f".{final.name}.old-{os.getpid()}"
+            if final.exists():  # a rerun over an old output_dir: move it aside, never half-delete it in place
+                os.replace(final, old)
             os.replace(tmp, final)
             fsync_dir(self.output_dir)
+            shutil.rmtree(old, ignore_errors=True)
             self._rotate()
         acc.wait_for_everyone()
         return final
