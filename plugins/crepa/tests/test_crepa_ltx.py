@@ -94,3 +94,15 @@ def test_drop_vae_encoder_after_caching(ltx_crepa_config: dict[str, Any]) -> Non
     assert sum(p.numel() for p in vae.encoder.parameters()) == 0
     with pytest.raises(RuntimeError, match="crepa_drop_vae_encoder"):
         vae.encode(torch.zeros(1, 3, 9, 64, 64))
+
+
+def test_block_index_beyond_the_model_names_the_key(ltx_crepa_config: dict[str, Any]) -> None:
+    """The tiny model has 2 blocks: block 8 (the default) is refused when the model loads, naming the key."""
+    from vtrain.errors import ConfigError
+    from vtrain.runner import Runner
+    from vtrain_ltxvideo.synthetic import SyntheticDataPlugin
+
+    runner = Runner.from_config({**ltx_crepa_config, "crepa_block_index": 8},
+                                plugins=[SyntheticDataPlugin(count=2, frames=9)])
+    with pytest.raises(ConfigError, match=r"crepa_block_index.*out of range: this transformer has 2 blocks"):
+        runner.hooks.load_model(runner.config, runner.family)

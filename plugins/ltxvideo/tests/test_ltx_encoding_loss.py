@@ -210,3 +210,23 @@ def test_hidden_state_capture(prepared: Any) -> None:
         out.loss.backward()
     assert captured.hidden_states.shape == (2, 3, 4, 32)  # (batch, latent frames, tokens per frame, dim)
     assert captured.hidden_states.requires_grad
+
+
+def test_i2v_conditioning_probability(prepared: Any) -> None:
+    """0 trains every is_i2v sample as text-to-video; in between, a seeded share of the i2v samples only."""
+    from vtrain.family import TrainState
+    from vtrain_ltxvideo.loss import i2v_mask
+
+    runner, bundle = prepared({"i2v_conditioning_probability": 0.0})
+    batch = _batch(runner, bundle)
+    seen = _spy_forward(bundle.model)
+    out = runner.hooks.compute_loss(bundle, batch, runner.config, TrainState(shift_for=lambda shape: None))
+    assert out.metrics["i2v_fraction"] == 0.0 and seen["timestep"].shape == (2,)
+
+    x0 = torch.zeros(400, 1, 3, 1, 1)
+    flags = torch.arange(400) % 2 == 0  # half the samples come from an i2v dataset
+    torch.manual_seed(0)
+    mask = i2v_mask({"is_i2v": flags}, x0, 0.5)
+    assert not bool(mask[~flags].any())  # never for a text-to-video sample
+    assert 0.4 < float(mask[flags].float().mean()) < 0.6
+    assert bool(i2v_mask({"is_i2v": flags}, x0, 1.0).eq(flags).all())

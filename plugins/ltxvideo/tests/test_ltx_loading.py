@@ -114,6 +114,10 @@ def test_missing_model_is_a_clear_error(ltx_config: dict[str, Any], tmp_path: Pa
 
     with pytest.raises(ConfigError, match="needs a base model"):
         Runner.from_config(config)
+    # a separate transformer and VAE do not replace it: the text encoder and scheduler come from the base
+    with pytest.raises(ConfigError, match="needs a base model"):
+        Runner.from_config({**config, "pretrained_transformer_model_name_or_path": str(tmp_path),
+                            "pretrained_vae_model_name_or_path": str(tmp_path)})
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

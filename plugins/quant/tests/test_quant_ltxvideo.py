@@ -62,8 +62,9 @@ def test_adapter_trains_on_quantised_base_and_loads_unquantised(
     assert report["bytes_after"] < report["bytes_before"]
 
     if adapter == "lycoris":  # the delta is added to the output (bypass), never merged into quantised weights
-        modules = [m for m in bundle.extra_trainables["lycoris"].modules() if hasattr(m, "bypass_mode")]
-        assert modules and all(m.bypass_mode for m in modules if "transformer_blocks" in str(getattr(m, "lora_name", "")))
+        modules = [m for m in bundle.extra_trainables["lycoris"].modules() if hasattr(m, "bypass_mode")
+                   and "transformer_blocks" in str(getattr(m, "lora_name", ""))]
+        assert modules and all(m.bypass_mode for m in modules)
     samples = _samples(runner, bundle)
     before = fixed_noise_loss(runner, bundle, samples)
     losses = train(runner, bundle, samples, steps=12, lr=1e-2 if adapter == "lycoris" else 3e-3)

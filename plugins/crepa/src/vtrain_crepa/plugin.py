@@ -97,6 +97,7 @@ def load_model(config: Any, family: Any) -> Generator[None, Any, Any]:
             from vtrain_crepa.vae import vae_with_encoder
 
             vae_with_encoder(bundle, family.name)  # fail now, before caching, when there is nothing to drop
+        _check_block_index(bundle, family, config.crepa_block_index)
         bundle.meta[META_KEY] = CrepaRuntime(
             family=family, block_index=config.crepa_block_index, distance=config.crepa_adjacent_distance,
             tau=config.crepa_adjacent_tau, pooling=config.crepa_frame_pooling,
@@ -185,6 +186,20 @@ def _runtime(bundle: Any, config: Any) -> Any:
     if not config.crepa_enabled:
         return None
     return bundle.meta.get(META_KEY)
+
+
+def _check_block_index(bundle: Any, family: Any, block_index: int) -> None:
+    """Enter the family's capture once (no forward) so a block index the model lacks is a ConfigError that
+    names crepa_block_index now, not a ValueError at the first training step (after the caches are built)."""
+    from vtrain.errors import ConfigError, Problem
+
+    try:
+        with family.capture_hidden_states(bundle, block_index):
+            pass
+    except (ValueError, IndexError) as exc:
+        raise ConfigError([Problem("crepa_block_index", f"CREPA (plugin crepa) cannot capture block {block_index} "
+                                   f"of the {family.name!r} model: {exc}",
+                                   "set crepa_block_index to a block the model has (0-based)")]) from exc
 
 
 def _encoder_dtype(config: Any, device: Any) -> Any:

@@ -39,9 +39,11 @@ def frames_for_clip(available: int, requested: int) -> int:
 
 def check_config(config: ResolvedConfig, problems: ProblemCollector) -> None:
     """Add a problem for each ltxvideo setting that cannot work."""
-    if not config.pretrained_model_name_or_path and not (
-            config.pretrained_transformer_model_name_or_path and config.pretrained_vae_model_name_or_path):
-        problems.add("pretrained_model_name_or_path", "the ltxvideo family needs a base model",
+    if not config.pretrained_model_name_or_path:
+        # the T5 text encoder, tokenizer and scheduler (and a single-file transformer's architecture) always come
+        # from the base model, even when the transformer and the VAE are given separately
+        problems.add("pretrained_model_name_or_path", "the ltxvideo family needs a base model (the text encoder, "
+                     "tokenizer and scheduler are loaded from it)",
                      "set pretrained_model_name_or_path to Lightricks/LTX-Video-0.9.5 or a local diffusers folder "
                      "(vtrain ltxvideo make-tiny DIR writes a tiny one)")
     if config.model_type == "full" and config.explicitly_set("lora_target"):
