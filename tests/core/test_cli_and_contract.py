@@ -111,6 +111,8 @@ def test_tinyflow_validation_follows_the_validation_keys(tinyflow_config: dict, 
     tinyflow_config.update(max_train_steps=1, validation_prompt=prompt, validation_resolution="32x16,16x16",
                            validation_num_video_frames=13, validation_num_inference_steps=2, disable_benchmark=True)
     first = make_runner(tinyflow_config).run()
+    # validation_step_interval=0 with disable_benchmark: validated only at the end, as the key's help says
+    assert {p.parent.name for p in first.validation} == {"step-1"}
     shapes = {p.name: np.load(p).shape for p in first.validation}
     assert shapes == {"validation-32x16.npy": (4, 4, 2, 4), "validation-16x16.npy": (4, 4, 2, 2)}
     guided = np.load(first.output_dir / "validation" / "step-1" / "validation-16x16.npy")

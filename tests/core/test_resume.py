@@ -113,6 +113,7 @@ def test_latest_on_fresh_output_dir_starts_from_scratch(tinyflow_config: dict, m
     tinyflow_config.update(resume_from_checkpoint="latest", max_train_steps=2)
     result = make_runner(tinyflow_config).run()
     assert result.resumed_from is None and result.steps == 2
+    assert result.checkpoints == []  # checkpoint_step_interval=0 (the default): no checkpoint, as its help says
 
 
 def test_checkpoint_rotation_and_contents(tinyflow_config: dict, make_runner) -> None:

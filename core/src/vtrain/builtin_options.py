@@ -52,8 +52,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("grad_clip_method", "str", "value",
             "value: clip each gradient element to +-max_grad_norm; norm: clip the global norm.",
             choices=("value", "norm"), **run)
-    reg.add("checkpoint_step_interval", "int", 0, "Write a resumable checkpoint every N updates (0: only at the end).",
-            minimum=0, **run)
+    reg.add("checkpoint_step_interval", "int", 0,
+            "Write a resumable checkpoint every N updates and after the last one "
+            "(0: none; the final model is saved either way).", minimum=0, **run)
     reg.add("checkpoints_total_limit", "int", None, "Keep at most this many checkpoints (oldest removed first).",
             minimum=1, **run)
     reg.add("resume_from_checkpoint", "str", None,
@@ -89,7 +90,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("use_masked_loss", "bool", False, "Weight the loss by a per-sample mask (where the family supports it).", **loss)
 
     val = {"category": "validation"}
-    reg.add("validation_step_interval", "int", 0, "Validate every N updates and at the end (0: never).", minimum=0, **val)
+    reg.add("validation_step_interval", "int", 0,
+            "Validate every N updates (0: only at the end and, unless disable_benchmark, before the first update).",
+            minimum=0, **val)
     reg.add("validation_prompt", "str", None, "The main validation prompt.", **val)
     reg.add("user_prompt_library", "path", None, "JSON file of nickname -> prompt; each nickname names its output file.", **val)
     reg.add("validation_prompt_library", "bool", False, "Also render the built-in set of varied prompts (a collapse check).",
