@@ -105,3 +105,42 @@ def test_regional_compile_trains_like_eager(tinyflow_config: dict, make_runner: 
     assert bundle.meta["speed"]["compiled_blocks"] == 2
     assert all(block._compiled_call_impl is not None for block in bundle.model.blocks)
     assert getattr(bundle.model, "_compiled_call_impl", None) is None  # regional: the model itself is not compiled
+
+
+def test_model_cpu_offload_after_a_loss_that_used_a_component(tinyflow_config: dict, make_runner: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A component left off the CPU by compute_loss (CREPA decodes with the VAE) is sent back; otherwise no move."""
+    import torch
+
+    from vtrain.family import TrainState
+    from vtrain_offload import plugin
+
+    calls: list[str] = []
+    monkeypatch.setattr(plugin, "return_components_to_cpu", lambda bundle: calls.append(bundle.family) or [])
+    runner = make_runner({**tinyflow_config, "enable_model_cpu_offload": True})
+    bundle = runner.hooks.load_model(runner.config, runner.family)
+    runner.hooks.prepare_model(bundle, runner.config, torch.device("cpu"))
+    encoded = runner.hooks.encode_batch(bundle, {"pixels": torch.rand(1, 5, 3, 16, 16), "captions": ["a"]},
+                                        runner.config)
+    batch = {key: value for key, value in encoded.items()}
+    calls.clear()
+    runner.hooks.compute_loss(bundle, batch, runner.config, TrainState())
+    assert calls == []  # every component on the CPU: nothing to do
+    bundle.components["used_on_accelerator"] = torch.nn.Linear(2, 2, device="meta")
+    runner.hooks.compute_loss(bundle, batch, runner.config, TrainState())
+    assert calls == ["tinyflow"]
+
+
+def test_torch_compile_mode_reaches_every_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from vtrain_offload.speed import compile_blocks
+
+    model = torch.nn.Module()
+    model.blocks = torch.nn.ModuleList([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)])
+    modes: list[Any] = []
+    for block in model.blocks:
+        monkeypatch.setattr(block, "compile", lambda mode=None, **_: modes.append(mode))
+    assert compile_blocks(model, "max-autotune-no-cudagraphs") == 2
+    assert compile_blocks(model, "default") == 2
+    assert modes == ["max-autotune-no-cudagraphs"] * 2 + [None] * 2

@@ -154,6 +154,23 @@ def encode_batch(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedCon
 
 
 @hookimpl(wrapper=True)
+def compute_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: Any) -> Any:
+    """Model CPU offload: a component the loss used on the accelerator (CREPA decodes clean latents with the
+    VAE) goes back to the CPU; nothing moves when every component is already there."""
+    result = yield
+    if config.enable_model_cpu_offload and _components_off_cpu(bundle):
+        return_components_to_cpu(bundle)
+    return result
+
+
+def _components_off_cpu(bundle: ModelBundle) -> bool:
+    import torch
+
+    return any(param.device.type != "cpu" for component in bundle.components.values()
+               if isinstance(component, torch.nn.Module) for param in component.parameters())
+
+
+@hookimpl(wrapper=True)
 def validate(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str]) -> Any:
     """SageAttention while validating (when chosen); model CPU offload afterwards."""
     from contextlib import nullcontext
