@@ -180,3 +180,15 @@ def test_overwriting_a_checkpoint_never_leaves_a_torn_one(tmp_path: Path, monkey
     assert torch.equal(saved["w"], torch.ones(3))  # the new checkpoint, complete
     writer.clean_leftovers()
     assert not any(p.name.startswith(".checkpoint-") for p in tmp_path.iterdir())
+
+
+def test_resume_without_rng_state_says_why(tinyflow_config: dict, make_runner, capsys: pytest.CaptureFixture) -> None:
+    tinyflow_config.update(checkpoint_step_interval=2, max_train_steps=2)
+    first = make_runner(tinyflow_config).run()
+    (first.output_dir / "checkpoint-2" / "rng-rank0.pt").unlink()
+    capsys.readouterr()
+    tinyflow_config.update(max_train_steps=3, resume_from_checkpoint="latest")
+    assert make_runner(tinyflow_config).run().steps == 3
+    out = capsys.readouterr().out
+    assert "holds no RNG state for process 0, so the noise differs" in out
+    assert "written by" not in out  # same world size: not blamed on a changed process count

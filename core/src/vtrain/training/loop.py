@@ -149,8 +149,12 @@ class TrainingLoop:
             from vtrain.rng import seed_everything
 
             seed_everything(config.seed + 7919 * position.step + self.acc.process_index)
-            self._say(f"note: resuming with {self.acc.num_processes} processes from a checkpoint written by "
-                      f"{position.world_size}: the data order and noise differ from an uninterrupted run")
+            if position.world_size != self.acc.num_processes:
+                why = (f"it was written by {position.world_size} processes and this run has "
+                       f"{self.acc.num_processes}, so the data order and noise differ")
+            else:
+                why = f"it holds no RNG state for process {self.acc.process_index}, so the noise differs"
+            self._say(f"note: resuming from {path}: {why} from an uninterrupted run")
         state.step, state.epoch, state.batch_in_epoch = position.step, position.epoch, position.batch_in_epoch
         self._say(f"resumed from {path} at step {position.step} (epoch {position.epoch}, batch {position.batch_in_epoch})")
         return state, path
