@@ -184,3 +184,38 @@ def test_full_finetune_saves_a_transformer_folder(ltx_config: dict[str, Any]) ->
     trained = LTXVideoTransformer3DModel.from_pretrained(folder)
     original = LTXVideoTransformer3DModel.from_pretrained(config["pretrained_model_name_or_path"], subfolder="transformer")
     assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), original.state_dict().values()))
+
+
+def test_i2v_validation_is_the_same_with_cold_and_warm_caches(ltx_config: dict[str, Any], tmp_path: Path) -> None:
+    """The i2v reference comes from the training dataset, not from whichever clips were encoded now."""
+    import sys
+
+    from vtrain.runner import Runner
+
+    sys.path.insert(0, str(Path(__file__).parents[3] / "examples" / "ltxvideo"))
+    from make_demo_data import make_clips
+
+    make_clips(tmp_path / "clips", 2, 9, 64, 64, fps=25)
+    backends = [{"id": "clips", "type": "local", "dataset_type": "video", "instance_data_dir": str(tmp_path / "clips"),
+                 "cache_dir_vae": str(tmp_path / "cache" / "vae"), "caption_strategy": "textfile", "resolution": 64,
+                 "resolution_type": "pixel", "video": {"num_frames": 9, "min_frames": 9}},
+                {"id": "text", "type": "local", "dataset_type": "text_embeds", "default": True,
+                 "cache_dir": str(tmp_path / "cache" / "text")}]
+    from vtrain.hookspecs import hookimpl
+
+    modes: list[str] = []
+
+    class Recorder:
+        @hookimpl
+        def on_validation(self, artifacts: list[Any]) -> None:
+            modes.extend(a.meta["mode"] for a in artifacts)
+
+    runs = []
+    for name in ("cold", "warm"):
+        config = {**ltx_config, "output_dir": str(tmp_path / name), "data_backend_config": backends,
+                  "max_train_steps": 1, "validation_prompt": "a red square", "validation_resolution": "64x64",
+                  "validation_num_video_frames": 9, "validation_num_inference_steps": 2, "vae_batch_size": 1}
+        runs.append(Runner.from_config(config, plugins=[Recorder()]).run())
+    assert modes and set(modes) == {"i2v"}  # both runs validate image-to-video (the source's default)
+    cold, warm = ([p for p in run.validation if p.parent.name == "step-0"][0] for run in runs)
+    np.testing.assert_array_equal(_decode(cold), _decode(warm))

@@ -78,15 +78,11 @@ class LTXVideoFamily:
     def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
         """``pixels`` -> ``latents`` (B, C, F', H', W'); ``captions`` -> ``prompt_embeds``, ``prompt_attention_mask``."""
         from vtrain_ltxvideo.encoding import encode_captions, encode_pixels
-        from vtrain_ltxvideo.validation import REFERENCE_FRAME
 
         out: dict[str, Any] = {}
         pixels = batch.get("pixels")
         if pixels is not None:
             out["latents"] = encode_pixels(bundle, pixels)
-            flags = batch.get("is_i2v")
-            if REFERENCE_FRAME not in bundle.meta and (flags is None or bool(flags[0])):
-                bundle.meta[REFERENCE_FRAME] = pixels[0, 0].detach().cpu().clone()  # for i2v validation
         captions = batch.get("captions")
         if captions is not None:
             out.update(encode_captions(bundle, list(captions), config.tokenizer_max_length))

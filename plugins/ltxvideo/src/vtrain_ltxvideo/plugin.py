@@ -49,3 +49,13 @@ def register_commands(register: Callable[..., None]) -> None:
 
     register("ltxvideo", run_ltxvideo_command,
              help="LTX-Video tools: make-tiny DIR [--size tiny|full] writes a random-initialised pipeline folder.")
+
+
+@hookimpl
+def on_run_start(run: Any) -> None:
+    """Pick the i2v validation reference from the training data before the first validation."""
+    if run.family.name != "ltxvideo" or run.bundle is None or run.dataset is None or run.config.validation_image:
+        return
+    from vtrain_ltxvideo.validation import remember_reference
+
+    remember_reference(run.bundle, run.dataset)

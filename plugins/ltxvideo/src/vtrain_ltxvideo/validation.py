@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vtrain.family import Artifact, ModelBundle
 
 DEFAULT_FRAMES = 49  # about two seconds at 25 fps; validation_num_video_frames overrides it
-REFERENCE_FRAME = "i2v_reference_frame"
+REFERENCE_LATENT = "i2v_reference_latent"
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -28,16 +28,34 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return width, height
 
 
+def remember_reference(bundle: ModelBundle, dataset: Any) -> None:
+    """Keep the first latent frame of the dataset's first image-to-video sample for i2v validation.
+
+    Taken from the training dataset (cached latents), so a run validates the same way whether its
+    caches were built now or reused.
+    """
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        flag = sample.get("is_i2v")
+        if "latents" in sample and (flag is None or bool(flag)):
+            bundle.meta[REFERENCE_LATENT] = sample["latents"][:, :1].detach().cpu().clone()
+            return
+
+
 def conditioning_image(bundle: ModelBundle, config: ResolvedConfig) -> Any | None:
-    """The i2v validation image: the configured file, else a training clip's first frame, else None (t2v)."""
+    """The i2v validation image: the configured file, else the first frame of the first i2v training
+    sample (its first latent frame decoded by the VAE), else None (text-to-video)."""
     from PIL import Image
+
+    from vtrain_ltxvideo.decoding import decode_latents
 
     if config.validation_image:
         return Image.open(config.validation_image).convert("RGB")
-    frame = bundle.meta.get(REFERENCE_FRAME)
-    if frame is None or config.i2v_conditioning_probability <= 0:
+    latent = bundle.meta.get(REFERENCE_LATENT)
+    if latent is None or config.i2v_conditioning_probability <= 0:
         return None
-    array = (frame.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
+    frame = decode_latents(bundle, latent[None].to(module_device(bundle.model)))[0, 0]  # (3, H, W) in [0, 1]
+    array = (frame.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
     return Image.fromarray(array)
 
 
