@@ -220,3 +220,11 @@ def test_every_hook_is_documented_and_the_reference_is_current() -> None:
     assert all(inspect.getdoc(f) for f in specs), [f.__name__ for f in specs if not inspect.getdoc(f)]
     page = Path(__file__).parents[2] / "docs" / "hooks.md"
     assert page.read_text() == hooks_markdown(), "docs/hooks.md is stale: run `make docs`"
+
+
+def test_fractional_restart_cycles_are_refused(tinyflow_config: dict) -> None:
+    tinyflow_config.update(lr_scheduler="cosine_with_restarts", lr_num_cycles=1.5)
+    with pytest.raises(ConfigError, match="lr_num_cycles: cosine_with_restarts takes a whole number"):
+        Runner.from_config(tinyflow_config)
+    tinyflow_config.update(lr_scheduler="cosine")
+    assert Runner.from_config(tinyflow_config).config.lr_num_cycles == 1.5

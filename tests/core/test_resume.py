@@ -192,3 +192,12 @@ def test_resume_without_rng_state_says_why(tinyflow_config: dict, make_runner, c
     out = capsys.readouterr().out
     assert "holds no RNG state for process 0, so the noise differs" in out
     assert "written by" not in out  # same world size: not blamed on a changed process count
+
+
+def test_metrics_of_a_resumed_run_have_each_step_once(tmp_path: Path, reference: dict) -> None:
+    out = tmp_path / "killed-metrics"
+    first = _run(tmp_path, out, {"KILL_AT_STEP": "5"})  # checkpoints at 3: steps 4 and 5 are logged, then repeated
+    assert first.returncode == -9
+    assert _run(tmp_path, out, {}, resume=True).returncode == 0
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))

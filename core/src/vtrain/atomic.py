@@ -31,7 +31,7 @@ def fsync_tree(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)  # leftovers: remove_stale_temporaries
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -45,6 +45,9 @@ class CorePlugin:
         if config.max_train_steps == 0 and config.num_train_epochs == 0:
             problems.add("max_train_steps", "both max_train_steps and num_train_epochs are 0: the run has no length",
                          "set max_train_steps (updates) or num_train_epochs")
+        if config.lr_scheduler == "cosine_with_restarts" and float(config.lr_num_cycles) != int(config.lr_num_cycles):
+            problems.add("lr_num_cycles", f"cosine_with_restarts takes a whole number of cycles, got {config.lr_num_cycles}",
+                         "use a whole number, or lr_scheduler=cosine (which takes fractions)")
         if config.mixed_precision == "fp16" and not _cuda_available():
             problems.add("mixed_precision", "fp16 mixed precision needs a CUDA device and none is available",
                          "use mixed_precision=bf16 (or no) on this machine")

@@ -269,7 +269,9 @@ class TinyFlowFamily:
         finally:
             handle.remove()
         if model.captured:
-            captured.hidden_states = model.captured[min(block_index, len(model.captured) - 1)]
+            if not 0 <= block_index < len(model.captured):
+                raise ValueError(f"block {block_index} does not exist: the tinyflow model has {len(model.captured)} blocks")
+            captured.hidden_states = model.captured[block_index]
             captured.grid = grids[0] if grids else None
         model.captured = None
 

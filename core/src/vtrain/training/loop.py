@@ -63,7 +63,9 @@ class TrainingLoop:
         state.shift_for = lambda shape: hooks.schedule_shift(config, tuple(shape))
         self.run.state = state
         if acc.is_main_process:
-            self.metrics_file = open(self.run.output_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")
+            metrics = self.run.output_dir / "metrics.jsonl"
+            _drop_metrics_after(metrics, state.step)  # a killed run logged steps the resume repeats
+            self.metrics_file = open(metrics, "a", buffering=1, encoding="utf-8")
 
         if self.prompts and resumed_from is None and not config.disable_benchmark:
             self._validate(step=0)
@@ -252,3 +254,20 @@ class TrainingLoop:
     def _say(self, message: str) -> None:
         if self.acc.is_main_process:
             print(message, flush=True)
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Keep only the ``metrics.jsonl`` lines of updates up to ``step`` (atomically rewritten)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry_step = json.loads(line).get("step", 0)
+        except json.JSONDecodeError:
+            continue  # a line torn by the kill
+        if entry_step <= step:
+            kept.append(line)
+    from vtrain.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
