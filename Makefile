@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): requirements-dev.txt core/pyproject.toml plugins/*/pyproject.toml tests/plugins/*/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -r requirements-dev.txt
 	$(PIP) install -q --no-deps -e core -e plugins/ltxvideo -e plugins/crepa -e plugins/offload -e plugins/quant
 	$(PIP) install -q --no-deps ./tests/plugins/vtrain-example-plugin
