@@ -64,6 +64,9 @@ def test_bucket_pruning_and_disable(media: Path, tmp_path: Path) -> None:
     backends[0]["disable_bucket_pruning"] = True
     dataset, _ = build(backends, train_batch_size=3, vae_batch_size=1)
     assert dataset.bucket_counts() == {"1.43 (80x56@17)": 3, "0.7 (56x80@17)": 3}  # padded to a whole batch
+    # a bucket smaller than half a batch is padded by cycling through it, still to a whole batch
+    dataset, _ = build(backends, train_batch_size=5, vae_batch_size=1)
+    assert dataset.bucket_counts() == {"1.43 (80x56@17)": 5, "0.7 (56x80@17)": 5}
 
 
 def test_too_small_dataset_says_which_repeats_fix_it(media: Path, tmp_path: Path) -> None:
@@ -143,8 +146,12 @@ def test_several_datasets_in_proportion_and_probability(media: Path, tmp_path: P
     parts = [dataset.source_of(i)[0] for i in range(len(dataset))]
     share = parts.count(1) / len(parts)
     assert 0.08 < share < 0.35  # expected 0.25 / 1.25 = 0.2
+    epoch0 = [dataset.source_of(i) for i in range(len(dataset))]
     dataset.set_epoch(1)
-    assert [dataset.source_of(i) for i in range(len(dataset))] != [dataset.source_of(i)[0] for i in range(len(dataset))]
+    assert [dataset.source_of(i) for i in range(len(dataset))] != epoch0  # re-dealt every epoch
+    # each dealt slot keeps its bucket (shapes stay stackable)
+    assert all(dataset.parts[p].samples[s].bucket == dataset.bucket_of(i)
+               for i, (p, s) in enumerate(dataset.source_of(i) for i in range(len(dataset))))
 
 
 def test_offload_during_startup_keeps_one_encoder_on_the_device(media: Path, tmp_path: Path) -> None:

@@ -77,3 +77,49 @@ def test_too_few_samples_for_the_split(tinyflow_config, service_runner):
     config = dict(tinyflow_config, tinyflow_num_samples=4, eval_steps_interval=2, num_eval_samples=4)
     with pytest.raises(ConfigError, match="num_eval_samples"):
         service_runner(config).run()
+
+
+class _Repeated:
+    """Three samples, each at three indices (repeats 2), with per-epoch reads."""
+
+    def __init__(self) -> None:
+        self.slots = [0, 1, 2] * 3
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def __getitem__(self, index):
+        return {"id": self.slots[index], "epoch": self.epoch}
+
+    def bucket_of(self, index):
+        return "b"
+
+    def sample_of(self, index):
+        return self.slots[index]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def describe(self):
+        return []
+
+
+def test_held_out_split_leaves_out_every_repeat_and_follows_the_epoch():
+    from types import SimpleNamespace
+
+    from vtrain.services import _state
+    from vtrain.services.eval_loss import build_dataset
+
+    config = SimpleNamespace(eval_steps_interval=2, num_eval_samples=1, eval_timesteps=2)
+    bundle = SimpleNamespace(meta={})
+    wrapper = build_dataset(bundle, config)
+    next(wrapper)
+    with pytest.raises(StopIteration) as done:
+        wrapper.send(_Repeated())
+    split = done.value.value
+    held = {sample["id"] for sample in _state.lookup(bundle, "eval_loss").samples}
+    assert len(held) == 1
+    assert len(split) == 6 and not ({split[i]["id"] for i in range(len(split))} & held)
+    split.set_epoch(3)
+    assert split[0]["epoch"] == 3  # caption dropout and dataset draws move on each epoch

@@ -227,7 +227,8 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
                                     f"than train_batch_size {batch} (pruned; disable_bucket_pruning keeps it)"))
                 continue
             if backend.disable_bucket_pruning and len(members) % batch:
-                members += members[: batch - len(members) % batch]  # pad so every sample is trained each epoch
+                pad = batch - len(members) % batch  # pad (cycling) to whole batches so every sample trains each epoch
+                members += [members[i % len(members)] for i in range(pad)]
             part_slots.extend(members)
             kept[bucket] = len(members)
         counts = ", ".join(f"{k}: {v}" for k, v in kept.items()) or "none"

@@ -79,6 +79,10 @@ class CachedVideoDataset:
         part, sample = self.slots[index]
         return self.parts[part].samples[sample].bucket
 
+    def sample_of(self, index: int) -> Hashable:
+        """The (part, sample) slot ``index`` holds: the same for every repeat copy of one sample."""
+        return self.slots[index]
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose caption dropout and dataset draws ``__getitem__`` follows."""
         self.epoch = int(epoch)

@@ -36,8 +36,15 @@ class HeldOutSplit:
     def __init__(self, dataset: Any, held_out: list[int]) -> None:
         self.dataset = dataset
         self.held_out = held_out
-        excluded = set(held_out)
-        self.indices = [i for i in range(len(dataset)) if i not in excluded]
+        # a dataset with repeats holds each sample at several indices: leave out every copy
+        identity = getattr(dataset, "sample_of", lambda index: index)
+        excluded = {identity(i) for i in held_out}
+        self.indices = [i for i in range(len(dataset)) if identity(i) not in excluded]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch (per-epoch caption dropout and dataset draws) to the wrapped dataset."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -51,6 +58,17 @@ class HeldOutSplit:
     def describe(self) -> list[str]:
         lines = list(self.dataset.describe()) if hasattr(self.dataset, "describe") else []
         return lines + [f"{len(self.held_out)} samples held out for the evaluation loss (eval_steps_interval)"]
+
+
+def _first_copies(dataset: Any) -> list[int]:
+    """The first index of each distinct sample (``dataset.sample_of`` where defined, else every index)."""
+    identity = getattr(dataset, "sample_of", None)
+    if identity is None:
+        return list(range(len(dataset)))
+    seen: dict[Hashable, int] = {}
+    for index in range(len(dataset)):
+        seen.setdefault(identity(index), index)
+    return sorted(seen.values())
 
 
 def pick_held_out(size: int, count: int) -> list[int]:
@@ -117,13 +135,14 @@ def build_dataset(bundle: ModelBundle, config: ResolvedConfig) -> Any:
         samples = [eval_source[i] for i in range(len(eval_source))]
         training = dataset
     else:
-        if len(dataset) <= config.num_eval_samples:
+        firsts = _first_copies(dataset)  # one index per distinct sample (repeats give several)
+        if len(firsts) <= config.num_eval_samples:
             from vtrain.errors import ConfigError, Problem
 
             raise ConfigError([Problem("num_eval_samples",
                                        f"holding out {config.num_eval_samples} samples leaves none of the "
-                                       f"{len(dataset)} to train on", "lower num_eval_samples or add data")])
-        held_out = pick_held_out(len(dataset), config.num_eval_samples)
+                                       f"{len(firsts)} distinct samples to train on", "lower num_eval_samples or add data")])
+        held_out = [firsts[i] for i in pick_held_out(len(firsts), config.num_eval_samples)]
         samples = [dataset[i] for i in held_out]
         training = HeldOutSplit(dataset, held_out)
     _state.attach(bundle, NAME, EvalSet(samples, config.eval_timesteps))
