@@ -95,6 +95,24 @@ def test_log_level_filters_events(tinyflow_config, service_runner, receiver):
     assert "RuntimeError: boom at step 2" in events[0]["message"]
 
 
+def test_error_event_never_carries_a_target_secret(tinyflow_config, service_runner, receiver):
+    targets = _targets(receiver.url)
+    leaked = f"could not reach {targets[1]['webhook_url']} with {SECRET_HEADER}"
+
+    class Crash:
+        name = "crash"
+
+        @hookimpl
+        def on_step_end(self, step):
+            if step == 1:
+                raise RuntimeError(leaked)
+
+    with pytest.raises(RuntimeError):
+        service_runner(dict(tinyflow_config, webhook_config=targets), plugins=(Crash(),)).run()
+    errors = [r.body.decode() for r in receiver.requests if b"training stopped" in r.body]
+    assert len(errors) == 2 and all("s3cr3t" not in body and "<redacted>" in body for body in errors)
+
+
 def _timed_run(service_runner, config) -> float:
     started = time.perf_counter()
     result = service_runner(config).run()

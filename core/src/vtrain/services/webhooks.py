@@ -276,7 +276,8 @@ def on_run_error(run: RunContext, error: BaseException) -> None:
     from vtrain.services.redact import redact_text
 
     step = run.state.step if run.state else None
-    message = redact_text(f"training stopped: {type(error).__name__}: {error}"[:1500])
+    secrets = tuple(secret for sender in service.dispatcher.senders for secret in sender.target.secrets)
+    message = redact_text(f"training stopped: {type(error).__name__}: {error}", secrets)[:1500]
     service.dispatcher.send(Event("error", "critical", message, step=step, data={"error": type(error).__name__}))
     service.dispatcher.close()
 
