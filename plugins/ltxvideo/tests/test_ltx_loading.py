@@ -126,6 +126,7 @@ def test_missing_model_is_a_clear_error(ltx_config: dict[str, Any], tmp_path: Pa
     ({"validation_num_video_frames": 12}, "8k\\+1"),
     ({"model_type": "full", "lora_target": "all"}, "lora_target has no effect"),
     ({"validation_image": "missing.png"}, "file not found"),
+    ({"lora_alpha": 0}, "lora_alpha=0 scales the adapter"),
 ])
 def test_configure_time_errors(ltx_config: dict[str, Any], overrides: dict[str, Any], message: str) -> None:
     from vtrain.errors import ConfigError

@@ -172,6 +172,27 @@ def test_lycoris_trains_saves_and_reloads(ltx_config: dict[str, Any], tmp_path: 
     assert len(network.loras) > 0
 
 
+@pytest.mark.parametrize(("overrides", "scale", "dropout"), [
+    ({}, 1.0, 0.0),  # unset lora_alpha = the rank: scale 1, as the lora_alpha help says
+    ({"lora_alpha": 2.0, "lora_dropout": 0.25}, 0.5, 0.25),
+])
+def test_lycoris_takes_lora_alpha_and_dropout(prepared: Any, tmp_path: Path, overrides: dict[str, Any], scale: float,
+                                              dropout: float) -> None:
+    settings = tmp_path / "lycoris.json"
+    settings.write_text(json.dumps({"algo": "lora", "linear_dim": 4}))
+    _, bundle = prepared({"lora_type": "lycoris", "lycoris_config": str(settings), **overrides})
+    modules = bundle.extra_trainables["lycoris"].loras
+    assert modules and all(m.scale == pytest.approx(scale) for m in modules)
+    assert all(getattr(m.dropout, "p", 0.0) == dropout for m in modules)
+
+
+def test_lora_alpha_is_passed_to_peft(prepared: Any) -> None:
+    _, bundle = prepared({"lora_alpha": 4.0})
+    assert bundle.model.peft_config["default"].lora_alpha == 4.0
+    _, bundle = prepared({})
+    assert bundle.model.peft_config["default"].lora_alpha == 8  # = lora_rank of the tiny config
+
+
 def test_full_finetune_saves_a_transformer_folder(ltx_config: dict[str, Any]) -> None:
     from diffusers import LTXVideoTransformer3DModel
 

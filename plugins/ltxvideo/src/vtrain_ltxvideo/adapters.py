@@ -25,7 +25,8 @@ _NETWORK_KEYS = {"dropout", "rank_dropout", "module_dropout", "use_tucker", "use
 def lora_config(config: ResolvedConfig) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha or config.lora_rank,
+    alpha = config.lora_alpha if config.lora_alpha is not None else config.lora_rank
+    return LoraConfig(r=config.lora_rank, lora_alpha=alpha,
                       lora_dropout=config.lora_dropout, init_lora_weights=True,
                       target_modules=list(LORA_TARGETS[config.lora_target]))
 
@@ -65,14 +66,17 @@ def add_lycoris(bundle: ModelBundle, config: ResolvedConfig) -> Any:
     preset.update(settings.get("apply_preset") or {})
     LycorisNetwork.apply_preset(preset)  # class-level state: every key is set so nothing leaks between runs
     linear_dim = int(settings.get("linear_dim", config.lora_rank))
+    # lora_alpha / lora_dropout apply unless the JSON sets linear_alpha / dropout; unset alpha = the rank (scale 1)
+    alpha = float(settings.get("linear_alpha", config.lora_alpha if config.lora_alpha is not None else linear_dim))
     extra = {key: settings[key] for key in _NETWORK_KEYS if key in settings}
+    extra.setdefault("dropout", config.lora_dropout)
     network = LycorisNetwork(
         bundle.model,
         multiplier=float(settings.get("multiplier", 1.0)),
         lora_dim=linear_dim,
         conv_lora_dim=int(settings.get("conv_dim", linear_dim)),
-        alpha=float(settings.get("linear_alpha", config.lora_alpha or 1.0)),
-        conv_alpha=float(settings.get("conv_alpha", settings.get("linear_alpha", 1.0))),
+        alpha=alpha,
+        conv_alpha=float(settings.get("conv_alpha", alpha)),
         network_module=str(settings.get("algo", "lora")).lower(),
         **extra,
     )

@@ -49,6 +49,9 @@ def check_config(config: ResolvedConfig, problems: ProblemCollector) -> None:
     if config.model_type == "full" and config.explicitly_set("lora_target"):
         problems.add("lora_target", "model_type=full trains every weight: lora_target has no effect",
                      "remove lora_target or use model_type=lora")
+    if config.model_type == "lora" and config.lora_alpha == 0:
+        problems.add("lora_alpha", "lora_alpha=0 scales the adapter's output (and its gradients) to zero: nothing would train",
+                     "remove lora_alpha (it then equals lora_rank) or set a positive value")
     if config.lora_type == "lycoris" and config.explicitly_set("lora_target"):
         problems.add("lora_target", "with lora_type=lycoris the targets come from lycoris_config (apply_preset)",
                      "remove lora_target, or set target_module/target_name in the lycoris_config apply_preset")
