@@ -98,3 +98,14 @@ def test_geometry_sizes_crops_and_alignment(tmp_path: Path) -> None:
     downsample = dict(base, crop=True, crop_aspect="square", maximum_image_size=600, target_downsample_size=500)
     down = parse_backends([downsample, text_backend(tmp_path)], make_config(None)).media[0]
     assert plan_geometry(1920, 1080, 1, down, 32, "k").pre_size == (854, 480)  # shrunk first, then covered
+
+
+def test_zero_is_checked_not_replaced_and_frame_interval_needs_resolution_frames(media: Path, tmp_path: Path) -> None:
+    entries = [video_backend(media, tmp_path, resolution=0, vae_batch_size=0, video={"frame_interval": 4}),
+               text_backend(tmp_path)]
+    with pytest.raises(ConfigError) as caught:
+        parse_backends(entries, make_config(entries))
+    text = str(caught.value)
+    assert "dataset 'clips'.resolution: must be positive" in text
+    assert "dataset 'clips'.vae_batch_size: must be at least 1" in text
+    assert "frame_interval: has no effect with bucket_strategy aspect_ratio" in text

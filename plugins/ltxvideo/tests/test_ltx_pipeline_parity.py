@@ -94,6 +94,22 @@ def test_text_to_video_training_forward_equals_the_pipeline_step(prepared: Any) 
     _assert_same_call(_train_call(runner, bundle, batch), infer)
 
 
+def test_timestep_scale_follows_the_schedulers_num_train_timesteps(prepared: Any) -> None:
+    """The pipeline passes ``scheduler.timesteps`` = sigma * num_train_timesteps; training uses the same scale."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    runner, bundle = prepared()
+    bundle.noise_scheduler = FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config,
+                                                                         num_train_timesteps=500)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config)
+    scheduler.set_timesteps(sigmas=[0.8, 0.4], mu=0.0)
+    latents = torch.randn(1, 8, 2, 2, 2)
+    text = runner.hooks.encode_batch(bundle, {"captions": [PROMPT]}, runner.config)
+    batch = {"latents": latents, "noise": torch.randn_like(latents), "sigmas": scheduler.sigmas[:1],
+             "is_i2v": torch.tensor([False]), **text}
+    torch.testing.assert_close(_train_call(runner, bundle, batch)["timestep"], scheduler.timesteps[:1])
+
+
 def test_image_to_video_training_forward_equals_the_pipeline_step(prepared: Any) -> None:
     """The clean first latent frame, its per-token timestep 0 and everything else as LTXImageToVideoPipeline."""
     from PIL import Image

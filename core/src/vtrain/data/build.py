@@ -23,10 +23,9 @@ from vtrain.errors import ConfigError, Problem
 from vtrain.family import FamilyTraits
 
 # Config keys that change cached latents / cached text embeddings when present in a run's config.
-VAE_IDENTITY_KEYS = ("pretrained_model_name_or_path", "pretrained_vae_model_name_or_path", "base_model_default_dtype",
-                     "vae_dtype", "vae_enable_tiling")
-TEXT_IDENTITY_KEYS = ("pretrained_model_name_or_path", "pretrained_text_encoder_model_name_or_path",
-                      "base_model_default_dtype", "text_encoder_1_precision", "tokenizer_max_length")
+VAE_IDENTITY_KEYS = ("pretrained_model_name_or_path", "pretrained_vae_model_name_or_path", "base_model_default_dtype")
+TEXT_IDENTITY_KEYS = ("pretrained_model_name_or_path", "base_model_default_dtype", "text_encoder_1_precision",
+                      "tokenizer_max_length")
 
 
 @dataclass

@@ -278,6 +278,11 @@ def _default_text(check: _Checker, text: dict[str, TextEmbedBackend]) -> str | N
     return None
 
 
+def _first_set(*values: Any) -> Any:
+    """The first value that is not None (0 is a value: it is checked, never replaced by a default)."""
+    return next((value for value in values if value is not None), None)
+
+
 def _global(config: Any, key: str, fallback: Any) -> Any:
     if config is not None and key in config and config[key] is not None:
         return config[key]
@@ -303,7 +308,7 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
         check.add(f"{where}.resolution_type", f"unknown resolution_type {resolution_type!r}",
                   f"use one of {', '.join(RESOLUTION_TYPES)}")
     default_resolution = 1.0 if resolution_type == "area" else 512.0
-    resolution = values.get("resolution") or _global(config, "resolution", None) or default_resolution
+    resolution = _first_set(values.get("resolution"), _global(config, "resolution", None), default_resolution)
     if resolution is not None and resolution <= 0:
         check.add(f"{where}.resolution", "must be positive")
     crop_style = values.get("crop_style") or "center"
@@ -332,7 +337,7 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     if metadata_backend not in METADATA_BACKENDS:
         check.add(f"{where}.metadata_backend", f"metadata_backend {metadata_backend!r} is not supported",
                   'use "discovery" (files are scanned and their metadata cached beside the latents)')
-    repeats = values.get("repeats") or 0
+    repeats = _first_set(values.get("repeats"), 0)
     if repeats < 0:
         check.add(f"{where}.repeats", "must be 0 or more (0: every sample once per epoch)")
     probability = values.get("probability")
@@ -355,7 +360,9 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
         video = _video_section(check, entry.get("video") or {}, where)
     elif "video" in entry:
         check.add(f"{where}.video", "only video datasets have a video section", 'remove it or set "dataset_type": "video"')
-    vae_batch_size = values.get("vae_batch_size") or _global(config, "vae_batch_size", 4)
+    vae_batch_size = _first_set(values.get("vae_batch_size"), _global(config, "vae_batch_size", 4))
+    if vae_batch_size < 1:
+        check.add(f"{where}.vae_batch_size", "must be at least 1")
     if len(check.problems) > before:
         return None
     return MediaBackend(
@@ -400,6 +407,9 @@ def _video_section(check: _Checker, section: Any, where: str) -> VideoSection:
     interval = values.get("frame_interval")
     if interval is not None and interval < 1:
         check.add(f"{where}.frame_interval", "must be at least 1")
+    if interval is not None and strategy != "resolution_frames":
+        check.add(f"{where}.frame_interval", f"has no effect with bucket_strategy {strategy}: it rounds frame counts "
+                  "of resolution_frames buckets", 'remove it, or set "bucket_strategy": "resolution_frames"')
     return VideoSection(num_frames=num_frames, min_frames=min_frames, max_frames=max_frames,
                         is_i2v=None if values.get("is_i2v") is None else bool(values["is_i2v"]), bucket_strategy=strategy, frame_interval=interval)
 

@@ -76,8 +76,11 @@ class Uploader:
             self._run(job)
 
     def _run(self, job: Upload) -> None:
+        from huggingface_hub import get_token
+
         from vtrain.services.redact import redact_text
 
+        token = get_token() or ""  # whatever its shape: redact_text's patterns only know hf_... tokens
         try:
             for attempt in range(self.max_retries + 1):
                 job.attempts = attempt + 1
@@ -86,7 +89,8 @@ class Uploader:
                     job.error = None
                     return
                 except Exception as exc:  # network, HTTP, auth: report and retry
-                    job.error = redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+                    job.error = redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                                            secrets=(token,) if token else ())
                     if attempt < self.max_retries:
                         time.sleep(self.backoff * 2**attempt)
             _say(f"warning: hub upload '{job.message}' to {self.repo_id} failed after {job.attempts} attempts: {job.error}")
