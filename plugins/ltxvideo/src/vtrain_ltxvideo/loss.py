@@ -82,8 +82,7 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
     x_t = x_t * (1 - frame_mask) + x0 * frame_mask
     token_mask = pack_latents(frame_mask, patch, patch_t).squeeze(-1)  # (B, S)
 
-    scheduler = getattr(bundle, "noise_scheduler", None)
-    timestep = sigmas * float(getattr(getattr(scheduler, "config", None), "num_train_timesteps", TIMESTEP_SCALE))
+    timestep = sigmas * float(bundle.noise_scheduler.config.get("num_train_timesteps", TIMESTEP_SCALE))
     if bool(conditioned.any()):
         timestep = timestep[:, None] * (1 - token_mask)  # per-token timesteps, 0 for the clean frame
     frames, height, width = x0.shape[2] // patch_t, x0.shape[3] // patch, x0.shape[4] // patch
