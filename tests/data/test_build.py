@@ -28,13 +28,14 @@ def test_mixed_videos_images_and_broken_files(media: Path, tmp_path: Path) -> No
         assert reason in lines[0], lines[0]
     assert "dataset 'clips' (video" in report and "5 usable" in report
     assert "dataset 'stills' (image" in report and "3 usable" in report
-    # samples: cached latents + caption labels + is_i2v; shapes stack within a bucket
+    # samples: cached latents + caption labels + is_i2v + the clip's fps; shapes stack within a bucket
     for index in range(len(dataset)):
         sample = dataset[index]
-        assert set(sample) == {"latents", "labels", "is_i2v"}
+        assert set(sample) == {"latents", "labels", "is_i2v", "fps"}
         frames = 5 if "@17" in str(dataset.bucket_of(index)) else 1
         assert sample["latents"].shape[:2] == (4, frames)
         assert sample["is_i2v"].dtype == torch.bool
+        assert float(sample["fps"]) == (24.0 if frames == 5 else 0.0)  # the clips are written at 24 fps
     assert encoder.pixel_items == 5 + 3  # the truncated clip failed while decoding: never encoded
     assert any("latents 'clips'" in m for m in messages)
 

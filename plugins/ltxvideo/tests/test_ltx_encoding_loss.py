@@ -230,3 +230,13 @@ def test_i2v_conditioning_probability(prepared: Any) -> None:
     assert not bool(mask[~flags].any())  # never for a text-to-video sample
     assert 0.4 < float(mask[flags].float().mean()) < 0.6
     assert bool(i2v_mask({"is_i2v": flags}, x0, 1.0).eq(flags).all())
+
+
+def test_rope_scale_follows_the_clip_frame_rate() -> None:
+    import torch
+
+    from vtrain_ltxvideo.family import batch_fps
+
+    assert batch_fps({}, 25) == 25
+    assert batch_fps({"fps": torch.tensor([30.0, 24.0])}, 25) == 30.0
+    assert batch_fps({"fps": torch.tensor([0.0])}, 25) == 25  # unknown (an image): the family's rate

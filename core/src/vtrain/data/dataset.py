@@ -128,6 +128,7 @@ class CachedVideoDataset:
         drop = part.caption_dropout > 0 and stable_uniform(self.seed, self.epoch, index, "caption") < part.caption_dropout
         item.update(self._text(part_index, self.empty_text_key if drop else sample.text_key))
         item["is_i2v"] = torch.tensor(sample.is_i2v)
+        item["fps"] = torch.tensor(float(sample.fps or 0.0))  # the source clip's frame rate; 0: unknown (images)
         return item
 
     def _text(self, part_index: int, key: str) -> dict[str, torch.Tensor]:

@@ -22,6 +22,18 @@ DEFAULT_TEXT_LENGTH = 128
 QUANTIZATION_EXCLUSIONS = ("proj_in", "proj_out", "time_embed", "caption_projection", "*norm*")
 
 
+def batch_fps(batch: dict[str, Any], default: float) -> float:
+    """The frame rate for the rope scale: the batch's clips' (from the data layer), else ``default``.
+
+    diffusers takes one rope scale per call, so a batch uses its first sample's rate.
+    """
+    fps = batch.get("fps")
+    if fps is None:
+        return default
+    value = float(fps.reshape(-1)[0])
+    return value if value > 0 else default
+
+
 class LTXVideoFamily:
     """LTX-Video: T5 text encoder, causal video VAE (32x spatial, 8x temporal), flow-matching DiT."""
 
@@ -124,7 +136,7 @@ class LTXVideoFamily:
                      state: TrainState) -> LossOutput:
         from vtrain_ltxvideo.loss import flow_matching_loss
 
-        return flow_matching_loss(bundle, batch, config, state, self.schedule_shift, fps=self.traits.default_fps)
+        return flow_matching_loss(bundle, batch, config, state, self.schedule_shift, fps=batch_fps(batch, self.traits.default_fps))
 
     # -- outputs -------------------------------------------------------------------------------
 
