@@ -195,3 +195,22 @@ def test_offload_during_startup_keeps_one_encoder_on_the_device(media: Path, tmp
     build_datasets(config, ctx)
     assert {(w, t, v) for w, t, v in seen} == {("captions", "accel", "cpu"), ("pixels", "cpu", "accel")}
     assert text_encoder.where == "meta" and vae.where == "meta"  # restored afterwards
+
+
+def test_per_dataset_probability_never_deals_an_excluded_sample() -> None:
+    from types import SimpleNamespace
+
+    from vtrain.data.dataset import CachedVideoDataset
+
+    def part(probability: float, count: int) -> SimpleNamespace:
+        return SimpleNamespace(probability=probability, samples=[SimpleNamespace(bucket="b") for _ in range(count)])
+
+    parts = [part(0.5, 4), part(1.0, 4)]
+    slots = [(p, s) for p in range(2) for s in range(4)]
+    dataset = CachedVideoDataset(parts, slots, empty_text_key="", seed=1, report=[])
+    held = {(1, 0), (0, 2)}
+    dataset.exclude_samples(held)
+    for epoch in range(20):
+        dataset.set_epoch(epoch)
+        kept = [i for i in range(len(dataset)) if dataset.sample_of(i) not in held]
+        assert not {dataset.source_of(i) for i in kept} & held, epoch

@@ -70,6 +70,7 @@ class CachedVideoDataset:
         self.report = report
         self.epoch = 0
         self._dealt: dict[int, list[tuple[int, int]]] = {}
+        self.excluded: set[tuple[int, int]] = set()
         self._text_memo: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
 
     def __len__(self) -> int:
@@ -82,6 +83,11 @@ class CachedVideoDataset:
     def sample_of(self, index: int) -> Hashable:
         """The (part, sample) slot ``index`` holds: the same for every repeat copy of one sample."""
         return self.slots[index]
+
+    def exclude_samples(self, slots: set[tuple[int, int]]) -> None:
+        """Never deal these (part, sample) slots into other indices (samples held out for evaluation)."""
+        self.excluded = set(slots)
+        self._dealt = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose caption dropout and dataset draws ``__getitem__`` follows."""
@@ -105,8 +111,11 @@ class CachedVideoDataset:
             indices = by_bucket[key]
             pools: dict[int, list[tuple[int, int]]] = {}
             for index in indices:
-                pools.setdefault(self.slots[index][0], []).append(self.slots[index])
+                if self.slots[index] not in self.excluded:
+                    pools.setdefault(self.slots[index][0], []).append(self.slots[index])
             parts = sorted(pools)
+            if not parts:
+                continue  # every sample of this bucket is held out
             weights = [self.parts[p].probability * len(pools[p]) for p in parts]
             cursors = {p: 0 for p in parts}
             for p in parts:

@@ -39,6 +39,8 @@ class HeldOutSplit:
         # a dataset with repeats holds each sample at several indices: leave out every copy
         identity = getattr(dataset, "sample_of", lambda index: index)
         excluded = {identity(i) for i in held_out}
+        if hasattr(dataset, "exclude_samples"):  # datasets that re-deal samples per epoch must skip them too
+            dataset.exclude_samples(excluded)
         self.indices = [i for i in range(len(dataset)) if identity(i) not in excluded]
 
     def set_epoch(self, epoch: int) -> None:
