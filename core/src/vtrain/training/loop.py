@@ -48,12 +48,20 @@ class TrainingLoop:
         self.prompts = collect_prompts(self.config)
         self.validation_paths: list[Path] = []
         self.metrics_file: Any = None
+        self._postfix_at = 0.0
         self._samples_per_update = (self.config.train_batch_size * self.config.gradient_accumulation_steps
                                     * self.acc.num_processes)
 
     # -- the run -----------------------------------------------------------------------------
 
     def train(self) -> RunResult:
+        try:
+            return self._train()
+        finally:
+            if self.metrics_file is not None and not self.metrics_file.closed:
+                self.metrics_file.close()  # also when the run stops on an error: keep what was logged
+
+    def _train(self) -> RunResult:
         config, acc, hooks = self.config, self.acc, self.run.hooks
         started = time.perf_counter()
         self.checkpoints.clean_leftovers()
@@ -65,7 +73,9 @@ class TrainingLoop:
         if acc.is_main_process:
             metrics = self.run.output_dir / "metrics.jsonl"
             _drop_metrics_after(metrics, state.step)  # a killed run logged steps the resume repeats
-            self.metrics_file = open(metrics, "a", buffering=1, encoding="utf-8")
+            # buffered: flushed at checkpoints and at the end; lines lost to a kill are past the last
+            # checkpoint, which the resumed run writes again
+            self.metrics_file = open(metrics, "a", encoding="utf-8")
 
         if self.prompts and resumed_from is None and not config.disable_benchmark:
             self._validate(step=0)
@@ -241,7 +251,10 @@ class TrainingLoop:
             self.metrics_file.write(json.dumps({"step": step, **logs}) + "\n")
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", refresh=False)
+            now = time.monotonic()
+            if now - self._postfix_at >= 0.5:  # formatting the postfix every step costs more than the display
+                self._postfix_at = now
+                progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", refresh=False)
 
     def _progress_bar(self, initial: int) -> Any:
         if not self.acc.is_main_process:

@@ -77,13 +77,13 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
     conditioned = i2v_mask(batch, x0, config.i2v_conditioning_probability)
 
     x_t = noisy_latents(x0, noise, sigmas)
-    frame_mask = torch.zeros(x0.shape[0], 1, *x0.shape[2:], device=x0.device)  # 1 = clean condition
-    frame_mask[conditioned, :, 0] = 1.0
-    x_t = x_t * (1 - frame_mask) + x0 * frame_mask
-    token_mask = pack_latents(frame_mask, patch, patch_t).squeeze(-1)  # (B, S)
-
     timestep = sigmas * float(bundle.noise_scheduler.config.get("num_train_timesteps", TIMESTEP_SCALE))
+    token_mask = None
     if bool(conditioned.any()):
+        frame_mask = torch.zeros(x0.shape[0], 1, *x0.shape[2:], device=x0.device)  # 1 = clean condition
+        frame_mask[conditioned, :, 0] = 1.0
+        x_t = x_t * (1 - frame_mask) + x0 * frame_mask
+        token_mask = pack_latents(frame_mask, patch, patch_t).squeeze(-1)  # (B, S)
         timestep = timestep[:, None] * (1 - token_mask)  # per-token timesteps, 0 for the clean frame
     frames, height, width = x0.shape[2] // patch_t, x0.shape[3] // patch, x0.shape[4] // patch
     dtype = bundle.meta.get("compute_dtype") or next(bundle.model.parameters()).dtype
@@ -99,7 +99,10 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
     )[0].float()
     target = pack_latents(noise - x0, patch, patch_t)
     error = ((prediction - target) ** 2).mean(dim=-1)  # (B, S)
-    weight = 1 - token_mask
-    loss = (error * weight).sum() / weight.sum().clamp_min(1)
+    if token_mask is None:
+        loss = error.mean()
+    else:  # the clean condition frame's tokens are left out of the loss
+        weight = 1 - token_mask
+        loss = (error * weight).sum() / weight.sum().clamp_min(1)
     return LossOutput(loss=loss, terms={"flow": loss.detach()},
                       metrics={"sigma_mean": float(sigmas.mean()), "i2v_fraction": float(conditioned.float().mean())})
