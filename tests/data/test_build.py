@@ -31,7 +31,7 @@ def test_mixed_videos_images_and_broken_files(media: Path, tmp_path: Path) -> No
     # samples: cached latents + caption labels + is_i2v + the clip's fps; shapes stack within a bucket
     for index in range(len(dataset)):
         sample = dataset[index]
-        assert set(sample) == {"latents", "labels", "is_i2v", "fps"}
+        assert set(sample) == {"latents", "labels", "is_i2v", "fps", "sample_key"}
         frames = 5 if "@17" in str(dataset.bucket_of(index)) else 1
         assert sample["latents"].shape[:2] == (4, frames)
         assert sample["is_i2v"].dtype == torch.bool

@@ -14,13 +14,6 @@ from vtrain.hookspecs import hookimpl
 pytest.importorskip("vtrain_ltxvideo")
 
 
-@pytest.fixture(scope="session")
-def ltx_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vtrain_ltxvideo.tiny import make_pipeline_folder
-
-    return make_pipeline_folder(tmp_path_factory.mktemp("crepa-ltx") / "tiny-ltx", seed=0)
-
-
 @pytest.fixture
 def ltx_crepa_config(ltx_tiny_dir: Path, tiny_dinov2_dir: Path, tmp_path: Path) -> dict[str, Any]:
     return {

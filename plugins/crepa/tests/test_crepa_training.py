@@ -162,3 +162,30 @@ def test_options_are_supported(make_runner: Any, crepa_config: dict[str, Any]) -
     runner = make_runner(crepa_config)
     crepa = [option for option in runner.registry if option.name.startswith("crepa_")]
     assert len(crepa) >= 12 and all(option.status == "supported" for option in crepa)
+
+
+def test_feature_cache_skips_the_encoder_after_the_first_epoch(crepa_config: dict[str, Any], make_runner: Any,
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from vtrain_crepa.encoder import FrameEncoder
+
+    calls: list[int] = []
+    original = FrameEncoder.patch_features
+
+    def counting(self: Any, frames: Any) -> Any:
+        calls.append(int(frames.shape[0]))
+        return original(self, frames)
+
+    monkeypatch.setattr(FrameEncoder, "patch_features", counting)
+    base = {**crepa_config, "max_train_steps": 24, "train_batch_size": 2}  # 16 samples: 3 epochs of 8 batches
+    plain = make_runner({**base, "output_dir": str(tmp_path / "plain")}).run()
+    uncached_calls = len(calls)
+    calls.clear()
+    cached = make_runner({**base, "output_dir": str(tmp_path / "cached"),
+                          "crepa_feature_cache_dir": str(tmp_path / "features")}).run()
+    assert uncached_calls == 24 and len(calls) == 8  # only the first epoch runs the encoder
+    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 16
+    a, b = (load_file(str(r.output_dir / "adapter_model.safetensors")) for r in (plain, cached))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # cached targets train exactly like computed ones

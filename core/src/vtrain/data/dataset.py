@@ -138,6 +138,7 @@ class CachedVideoDataset:
         item.update(self._text(part_index, self.empty_text_key if drop else sample.text_key))
         item["is_i2v"] = torch.tensor(sample.is_i2v)
         item["fps"] = torch.tensor(float(sample.fps or 0.0))  # the source clip's frame rate; 0: unknown (images)
+        item["sample_key"] = sample.vae_key  # content-keyed: lets plugins cache per-sample work (CREPA targets)
         return item
 
     def _text(self, part_index: int, key: str) -> dict[str, torch.Tensor]:

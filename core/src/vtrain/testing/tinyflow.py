@@ -41,7 +41,7 @@ class TinyFlowDataset:
             mask = torch.ones(1, *shape)
             mask[:, -1] = 0.0  # the last frame does not count when use_masked_loss is on
             self.items.append({"latents": latents, "labels": torch.tensor(label), "mask": mask,
-                               "id": f"sample-{index:04d}"})
+                               "id": f"sample-{index:04d}", "sample_key": f"tinyflow-{seed}-{num_samples}-{index}"})
 
     def __len__(self) -> int:
         return len(self.items)

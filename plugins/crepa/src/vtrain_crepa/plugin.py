@@ -58,6 +58,10 @@ def add_options(registry: Any) -> None:
                  **common)
     registry.add("crepa_drop_vae_encoder", "bool", False,
                  "Free the VAE encoder once the latent caches are built (train only from cached latents).", **common)
+    registry.add("crepa_feature_cache_dir", "path", None,
+                 "Cache the encoder targets of each training sample here (keyed by the sample's content, the encoder, "
+                 "its size and the pooling), so later epochs skip the VAE decode and the encoder. Unset: no cache.",
+                 **common)
 
 
 @hookimpl
@@ -120,6 +124,13 @@ def add_adapters(bundle: Any, config: Any) -> Generator[None, Any, Any]:
                                             _encoder_dtype(config, device))
         width = int(runtime.family.hidden_state_width(bundle, config.crepa_block_index))
         bundle.extra_trainables[HEAD_KEY] = build_head(width, runtime.encoder.width).to(device)
+        if config.crepa_feature_cache_dir:
+            from vtrain_crepa.encoder import encoder_source
+            from vtrain_crepa.feature_cache import FeatureCache
+
+            runtime.feature_cache = FeatureCache(config.crepa_feature_cache_dir, {
+                "encoder": encoder_source(config.crepa_encoder), "image_size": image_size_for(config),
+                "pooling": config.crepa_frame_pooling, "family": runtime.family.name})
     return result
 
 

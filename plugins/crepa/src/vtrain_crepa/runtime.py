@@ -37,6 +37,7 @@ class CrepaRuntime:
     pooling: str
     schedule: WeightSchedule
     encoder: FrameEncoder | None = None
+    feature_cache: Any = None  # a FeatureCache when crepa_feature_cache_dir is set
 
     def clean_frames(self, bundle: ModelBundle, batch: dict[str, Any]) -> torch.Tensor:
         """(B, F, 3, H, W) in [0, 1]: the batch's pixels when it has them, else the decoded clean latents."""
@@ -54,13 +55,28 @@ class CrepaRuntime:
                 grid: tuple[int, int, int] | None) -> torch.Tensor:
         """(B, frames, tokens, encoder width) encoder features matched to the captured token layout."""
         assert self.encoder is not None
-        import torch
 
         if grid is not None:
             rows, cols = int(grid[1]), int(grid[2])
         else:
             latents = batch["latents"]
             rows, cols = token_grid(tokens, int(latents.shape[-2]), int(latents.shape[-1]))
+        keys = batch.get("sample_key")
+        cache = self.feature_cache if isinstance(keys, list) and keys else None
+        if cache is not None:
+            cached = cache.get(keys, (frames, rows, cols))
+            if cached is not None:
+                return cached.to(batch["latents"].device if "latents" in batch else cached.device)
+        result = self._compute_targets(bundle, batch, frames, rows, cols)
+        if cache is not None:
+            cache.put(keys, (frames, rows, cols), result)
+        return result
+
+    def _compute_targets(self, bundle: ModelBundle, batch: dict[str, Any], frames: int, rows: int,
+                         cols: int) -> torch.Tensor:
+        assert self.encoder is not None
+        import torch
+
         pixels = self.clean_frames(bundle, batch)
         size = pixels.shape[0]
         traits = self.family.traits
