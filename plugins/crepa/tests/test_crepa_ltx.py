@@ -99,3 +99,19 @@ def test_block_index_beyond_the_model_names_the_key(ltx_crepa_config: dict[str, 
                                 plugins=[SyntheticDataPlugin(count=2, frames=9)])
     with pytest.raises(ConfigError, match=r"crepa_block_index.*out of range: this transformer has 2 blocks"):
         runner.hooks.load_model(runner.config, runner.family)
+
+
+def test_drop_vae_encoder_with_image_to_video_validation_is_refused_up_front(ltx_crepa_config: dict[str, Any],
+                                                                             tmp_path: Path) -> None:
+    from vtrain.errors import ConfigError
+    from vtrain.runner import Runner
+
+    config = {**ltx_crepa_config, "crepa_drop_vae_encoder": True, "validation_prompt": "a red square"}
+    with pytest.raises(ConfigError, match="crepa_drop_vae_encoder: the 'ltxvideo' family validates image-to-video"):
+        Runner.from_config(config)
+    (tmp_path / "clips").mkdir()
+    backends = [{"id": "clips", "type": "local", "dataset_type": "video", "instance_data_dir": str(tmp_path / "clips"),
+                 "cache_dir_vae": str(tmp_path / "vae"), "video": {"num_frames": 9, "is_i2v": False}},
+                {"id": "text", "type": "local", "dataset_type": "text_embeds", "default": True,
+                 "cache_dir": str(tmp_path / "text")}]
+    Runner.from_config({**config, "data_backend_config": backends})  # text-to-video validation: no encoder needed

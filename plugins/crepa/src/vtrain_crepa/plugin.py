@@ -85,6 +85,11 @@ def validate_config(config: Any, family: Any, problems: Any) -> None:
     if config.crepa_encoder in ALIASES and size % ALIAS_PATCH_SIZE:
         problems.add("crepa_encoder_image_size", f"{size} is not a multiple of DINOv2's patch size {ALIAS_PATCH_SIZE}",
                      f"use {size // ALIAS_PATCH_SIZE * ALIAS_PATCH_SIZE or ALIAS_PATCH_SIZE} (518 or 224 are usual)")
+    if config.crepa_drop_vae_encoder and _validates_image_to_video(config, family):
+        problems.add("crepa_drop_vae_encoder",
+                     f"the {family.name!r} family validates image-to-video here (a video dataset trains i2v), and that "
+                     "encodes the conditioning frame with the VAE encoder this option removes",
+                     "set crepa_drop_vae_encoder=false, or set \"is_i2v\": false in every video dataset's video section")
     if config.crepa_cutoff_step and config.crepa_warmup_steps >= config.crepa_cutoff_step:
         problems.add("crepa_warmup_steps", f"the warm-up ({config.crepa_warmup_steps} steps) does not end before "
                      f"crepa_cutoff_step {config.crepa_cutoff_step}", "shorten the warm-up or move the cut-off later")
@@ -189,6 +194,24 @@ def describe_run(run: Any) -> list[str] | None:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _validates_image_to_video(config: Any, family: Any) -> bool:
+    """Whether validation will render image-to-video: there are prompts, and some video dataset trains i2v
+    (its ``video.is_i2v``, or the family's default when unset)."""
+    if not (config.validation_prompt or config.user_prompt_library or config.validation_prompt_library):
+        return False
+    if not config.data_backend_config:
+        return bool(family.traits.i2v_default)
+    from vtrain.data.spec import parse_backends
+    from vtrain.errors import ConfigError
+
+    try:
+        plan = parse_backends(config.data_backend_config, config)
+    except ConfigError:
+        return False  # the data layer reports its own problems
+    flags = [backend.video.is_i2v for backend in plan.media if backend.is_video and backend.video is not None]
+    return any(family.traits.i2v_default if flag is None else flag for flag in flags)
 
 
 def _runtime(bundle: Any, config: Any) -> Any:
