@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from vtrain.testing.helpers import run_distributed
 
 RECORDER = textwrap.dedent("""
     import hashlib, json
@@ -41,15 +40,8 @@ def test_two_gloo_ranks_train_identically_on_different_samples(tmp_path: Path) -
         "learning_rate": 3e-3, "mixed_precision": "no", "base_model_default_dtype": "fp32", "lora_rank": 4,
         "seed": 3, "tinyflow_num_samples": 32, "checkpoint_step_interval": 2,
     }
-    (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "recorder.py").write_text(RECORDER)
-    env = {**os.environ, "VTRAIN_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         "-m", "vtrain", "run", "--config", str(tmp_path / "config.json"), "-p", "vtrain.testing.plugin",
-         "--plugin-file", str(tmp_path / "recorder.py")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    proc = run_distributed(config, tmp_path, [tmp_path / "recorder.py"], port=29517)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "weights-rank0.txt").read_text() == (out / "weights-rank1.txt").read_text()
     seen = [[json.loads(line) for line in (out / f"seen-rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]

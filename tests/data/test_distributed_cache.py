@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from data.conftest import image_backend, text_backend, video_backend, write_backends
+
+from vtrain.testing.helpers import run_distributed
 
 COUNTER = textwrap.dedent("""
     import json
@@ -34,15 +32,8 @@ def test_two_ranks_share_the_cache_build(media: Path, tmp_path: Path) -> None:
     config = {"model_family": "tinyflow", "output_dir": str(out), "data_backend_config": str(backends),
               "max_train_steps": 2, "train_batch_size": 1, "mixed_precision": "no", "vae_batch_size": 1,
               "base_model_default_dtype": "fp32", "seed": 5}
-    (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "counter.py").write_text(COUNTER)
-    env = {**os.environ, "VTRAIN_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523",
-         "-m", "vtrain", "run", "--config", str(tmp_path / "config.json"), "-p", "vtrain.testing.plugin",
-         "--plugin-file", str(tmp_path / "counter.py")],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
-    )
+    proc = run_distributed(config, tmp_path, [tmp_path / "counter.py"], port=29523)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = [sum(int(n) for n in (out / f"encoded-rank{r}.txt").read_text().split()) for r in (0, 1)]
     assert counts[0] > 0 and counts[1] > 0, f"one rank encoded nothing: {counts}"

@@ -28,24 +28,11 @@ def _prepare(config: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _train(runner: Any, bundle: Any, steps: int) -> list[float]:
-    from vtrain.data.base import collate
-    from vtrain.family import TrainState
+    from vtrain.testing.helpers import train_steps
 
     dataset = SyntheticDataPlugin(count=4, frames=9).build_dataset(bundle=bundle, config=runner.config,
                                                                     family=runner.family)
-    samples = [dataset[i] for i in range(len(dataset))]
-    optimizer = torch.optim.AdamW([p for _, p in bundle.trainable_named_parameters()], lr=3e-3)
-    torch.manual_seed(0)
-    state = TrainState(shift_for=lambda shape: None)
-    losses = []
-    for step in range(steps):
-        pair = [samples[(2 * step) % 4], samples[(2 * step + 1) % 4]]
-        out = runner.hooks.compute_loss(bundle, collate(pair), runner.config, state)
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(float(out.loss.detach()))
-    return losses
+    return train_steps(runner, bundle, [dataset[i] for i in range(len(dataset))], steps, lr=3e-3)
 
 
 @pytest.fixture(scope="module")

@@ -37,19 +37,6 @@ def fixed_noise_loss(runner: Any, bundle: Any, samples: list[dict[str, Any]]) ->
 
 def train(runner: Any, bundle: Any, samples: list[dict[str, Any]], steps: int, lr: float) -> list[float]:
     """``steps`` AdamW updates on pairs of ``samples``; returns the training losses."""
-    from vtrain.data.base import collate
-    from vtrain.family import TrainState
+    from vtrain.testing.helpers import train_steps
 
-    params = [p for _, p in bundle.trainable_named_parameters()]
-    optimizer = torch.optim.AdamW(params, lr=lr)
-    torch.manual_seed(0)
-    state = TrainState(shift_for=lambda shape: None)
-    losses = []
-    for step in range(steps):
-        pair = [samples[(2 * step) % len(samples)], samples[(2 * step + 1) % len(samples)]]
-        out = runner.hooks.compute_loss(bundle, collate(pair), runner.config, state)
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(float(out.loss.detach()))
-    return losses
+    return train_steps(runner, bundle, samples, steps, lr)
