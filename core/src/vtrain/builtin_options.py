@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vtrain.fsdp_options import declare_fsdp_options
 from vtrain.options import OptionsRegistry
 
 LR_SCHEDULERS = (
@@ -132,3 +133,4 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("offload_during_startup", "bool", False,
             "While caches are built, keep only the encoder in use on the accelerator.", **data)
 
+    declare_fsdp_options(reg)

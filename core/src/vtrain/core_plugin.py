@@ -89,6 +89,9 @@ class CorePlugin:
         for size in config.validation_resolution:
             if not _parse_size(size):
                 problems.add("validation_resolution", f"{size!r} is not WIDTHxHEIGHT", 'write sizes like "768x512,1280x768"')
+        from vtrain.fsdp_options import check_fsdp_config
+
+        check_fsdp_config(config, family, problems)
 
     # -- delegation to the family (trylast: any plugin may override or wrap) -------------------
 
@@ -98,6 +101,8 @@ class CorePlugin:
 
     @hookimpl(trylast=True)
     def place_model(self, bundle: ModelBundle, device: Any) -> bool:
+        if device is None:  # sharded training: fully_shard places the shards, the model stays where it loaded
+            return True
         bundle.model.to(device)
         for module in bundle.extra_trainables.values():
             module.to(device)
@@ -126,6 +131,10 @@ class CorePlugin:
 
     @hookimpl(trylast=True)
     def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
+        if config.fsdp_enable:  # every rank calls it: the shards are consolidated onto rank 0, which writes
+            from vtrain.training.sharding import save_consolidated
+
+            return save_consolidated(self._family(bundle.family), bundle, config, output_dir)
         return self._family(bundle.family).save_model(bundle, config, output_dir)
 
     @hookimpl(trylast=True)

@@ -34,6 +34,12 @@ class FamilyTraits:
         patterns; a pattern also covers the modules below the one it names.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
+    :param repeated_block_classes: class names of the denoiser's repeated transformer block; sharded
+        training (FSDP2) shards each such block as one unit (``fsdp_transformer_layer_cls_to_wrap``'s default).
+    :param empty_weight_loading: whether ``load_model`` builds the denoiser without reading its weights
+        (parameters on the meta device, buffers computed) when
+        :func:`vtrain.fsdp_options.reads_weights` is false, so only rank 0 reads them
+        (``fsdp_cpu_ram_efficient_loading``). Frozen components (VAE, text encoder) load as usual.
     """
 
     frame_factor: int = 1
@@ -45,6 +51,8 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    repeated_block_classes: tuple[str, ...] = ()
+    empty_weight_loading: bool = False
 
 
 @dataclass

@@ -104,7 +104,9 @@ def place_model(bundle: ModelBundle, config: ResolvedConfig, device: Any) -> boo
     """Model-preparation phase 2: put the model's parts on devices.
 
     firstresult: return True once placed. The core's trylast default moves the trainable model
-    to ``device``; an offload plugin returns earlier with its own placement.
+    to ``device``; an offload plugin returns earlier with its own placement. ``device`` is ``None``
+    in sharded training (``fsdp_enable``): the model stays where it loaded (CPU, or the meta device
+    on ranks that did not read the weights) and ``fully_shard`` places each rank's shards.
     """
 
 

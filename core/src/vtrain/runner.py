@@ -95,6 +95,9 @@ class Runner:
 
         config = self.config
         output_dir = Path(config.output_dir)
+        from vtrain.fsdp_options import check_fsdp_launch
+
+        check_fsdp_launch(config)
         accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -110,7 +113,8 @@ class Runner:
                 write_run_info(output_dir, self._run_info(accelerator))
             seed_everything(config.seed)  # identical model initialisation on every rank
             bundle = self.hooks.load_model(config, self.family)
-            self.hooks.prepare_model(bundle, config, accelerator.device)
+            # sharded: the model stays where it loaded; fully_shard places the shards below
+            self.hooks.prepare_model(bundle, config, None if config.fsdp_enable else accelerator.device)
             run.bundle = bundle
             run.dataset = self.hooks.build_dataset(bundle, config, self.family)
             from vtrain.data.base import group_by_bucket, plan_epoch
@@ -119,10 +123,15 @@ class Runner:
                                      accelerator.process_index, accelerator.num_processes).batches)
             _check_enough_data(run.dataset, batches, config, accelerator.num_processes)
             length = plan_run_length(config, batches)
+            if config.fsdp_enable:  # before the optimizer exists, so it holds the sharded parameters
+                from vtrain.training.sharding import shard_model
+
+                bundle.runtime_model = shard_model(bundle, config, self.family, accelerator)
             params = [p for _, p in bundle.trainable_named_parameters()]
             optimizer = build_optimizer(params, config, self.optimizers)
             lr_scheduler = build_lr_scheduler(optimizer, config, length.total_steps)
-            bundle.runtime_model = accelerator.prepare_model(bundle.model)
+            if not config.fsdp_enable:
+                bundle.runtime_model = accelerator.prepare_model(bundle.model)
             seed_everything(config.seed + accelerator.process_index)  # different noise on each rank
             if accelerator.is_main_process:
                 print_summary(run, length, optimizer_name=config.optimizer, extra=self.hooks.describe_run(run))

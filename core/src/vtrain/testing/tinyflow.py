@@ -76,7 +76,8 @@ class TinyFlowFamily:
     name = NAME
     # The cheap encoder below maps 4k+1 frames to k+1 latent frames and 8x8 pixels to one latent pixel.
     traits = FamilyTraits(frame_factor=4, frame_offset=1, spatial_alignment=8, latent_channels=4,
-                          supports_masked_loss=True, default_fps=8,
+                          supports_masked_loss=True, default_fps=8, repeated_block_classes=("TinyBlock",),
+                          empty_weight_loading=True,
                           quantization_exclusions=("proj_in", "proj_out", "time_embed", "class_embed", "*norm*"))
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
@@ -85,7 +86,20 @@ class TinyFlowFamily:
         from vtrain.testing.tinyflow_model import TinyFlowModel
 
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
-        if config.pretrained_model_name_or_path:
+        from vtrain.fsdp_options import reads_weights
+
+        if not reads_weights(config):  # sharded, and rank 0 reads the weights: build it empty (meta parameters)
+            import json
+
+            from accelerate import init_empty_weights
+
+            path = config.pretrained_model_name_or_path
+            settings = (json.loads((Path(path) / "config.json").read_text()) if path else
+                        {"channels": self.traits.latent_channels, "width": config.tinyflow_width,
+                         "depth": config.tinyflow_depth, "num_classes": config.tinyflow_classes})
+            with init_empty_weights(include_buffers=False):
+                model = TinyFlowModel(**settings)
+        elif config.pretrained_model_name_or_path:
             model = TinyFlowModel.from_pretrained(config.pretrained_model_name_or_path)
         else:
             model = TinyFlowModel(channels=self.traits.latent_channels, width=config.tinyflow_width,

@@ -44,7 +44,13 @@ class TrainingLoop:
         self.params = list(self.trainables.values())
         self.extra_params = [p for name, p in self.trainables.items() if not name.startswith("model.")]
         self.buckets = group_by_bucket(run.dataset)
-        self.checkpoints = CheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc)
+        self.sharded = bool(self.config.fsdp_enable)
+        if self.sharded:
+            from vtrain.checkpoint_sharded import ShardedCheckpointWriter
+
+            self.checkpoints = ShardedCheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc)
+        else:
+            self.checkpoints = CheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc)
         self.prompts = collect_prompts(self.config)
         self.validation_paths: list[Path] = []
         self.metrics_file: Any = None
@@ -131,7 +137,7 @@ class TrainingLoop:
         if config.checkpoint_step_interval and not (self.run.output_dir / f"checkpoint-{state.step}").exists():
             self._checkpoint(state)
         model_paths: list[Path] = []
-        if acc.is_main_process:
+        if acc.is_main_process or self.sharded:  # sharded: every rank helps consolidate, rank 0 writes
             model_paths = hooks.save_model(self.bundle, config, self.run.output_dir)
         acc.wait_for_everyone()
         if self.metrics_file is not None:
@@ -155,8 +161,14 @@ class TrainingLoop:
         path = find_resume_path(self.run.output_dir, config.resume_from_checkpoint)
         if path is None:
             return state, None
-        position, rng_restored = load_checkpoint(path, self.trainables, self.optimizer, self.lr_scheduler,
-                                                 self.run.statefuls, self.acc.process_index)
+        from vtrain.checkpoint_sharded import is_sharded_checkpoint, load_sharded_checkpoint
+
+        if is_sharded_checkpoint(path):  # DCP re-shards: also into a run with another world size, or unsharded
+            position, rng_restored = load_sharded_checkpoint(path, self.bundle, self.optimizer, self.lr_scheduler,
+                                                             self.run.statefuls, self.acc.process_index)
+        else:
+            position, rng_restored = load_checkpoint(path, self.trainables, self.optimizer, self.lr_scheduler,
+                                                     self.run.statefuls, self.acc.process_index)
         if not rng_restored or position.world_size != self.acc.num_processes:
             from vtrain.rng import seed_everything
 
@@ -216,7 +228,11 @@ class TrainingLoop:
             scaler.unscale_(self.optimizer)
         grad_norm = None
         if config.max_grad_norm > 0:
-            if config.grad_clip_method == "norm":
+            if self.sharded:  # global norm across the shards and the plugin-owned gradients
+                from vtrain.training.sharding import clip_grad_norm
+
+                grad_norm = clip_grad_norm(acc, self.params, config.max_grad_norm)
+            elif config.grad_clip_method == "norm":
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
             else:
                 torch.nn.utils.clip_grad_value_(self.params, config.max_grad_norm)
@@ -232,7 +248,12 @@ class TrainingLoop:
     def _checkpoint(self, state: TrainState) -> None:
         position = LoopPosition(step=state.step, epoch=state.epoch, batch_in_epoch=state.batch_in_epoch,
                                 world_size=self.acc.num_processes, seed=self.config.seed)
-        path = self.checkpoints.save(position, self.trainables, self.optimizer, self.lr_scheduler, self.run.statefuls)
+        if self.sharded:
+            path = self.checkpoints.save_sharded(position, self.bundle, self.optimizer, self.lr_scheduler,
+                                                 self.run.statefuls)
+        else:
+            path = self.checkpoints.save(position, self.trainables, self.optimizer, self.lr_scheduler,
+                                         self.run.statefuls)
         if self.metrics_file is not None:
             self.metrics_file.flush()
         self.run.hooks.on_checkpoint(self.run, state.step, path)
@@ -240,8 +261,13 @@ class TrainingLoop:
     def _validate(self, step: int) -> None:
         acc = self.acc
         artifacts = []
-        if acc.is_main_process:
+        if self.sharded:  # every rank runs the sampling (block by block gathers); rank 0 keeps the media
+            from vtrain.training.sharding import validate_sharded
+
+            artifacts = validate_sharded(self.run, step, self.prompts)
+        elif acc.is_main_process:
             artifacts = self.run.hooks.validate(self.bundle, self.config, step, self.prompts)
+        if acc.is_main_process:
             self.validation_paths.extend(a.path for a in artifacts)
             self.run.hooks.on_validation(self.run, step, artifacts)
         acc.wait_for_everyone()

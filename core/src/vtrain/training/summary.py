@@ -17,6 +17,8 @@ def _count(n: int) -> str:
 
 
 def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra: list[str]) -> None:
+    from vtrain.training.sharding import world_layout
+
     config, acc, bundle = run.config, run.accelerator, run.bundle
     assert bundle is not None
     total, trainable = bundle.parameter_counts()
@@ -30,6 +32,7 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
         f"  parameters    {_count(total)} total, {_count(trainable)} trainable ({100 * trainable / max(total, 1):.2f}%)",
         f"  device        {acc.device} x{acc.num_processes}, mixed precision {config.mixed_precision}, "
         f"gradient checkpointing {'on' if config.gradient_checkpointing else 'off'}",
+        f"  world         {world_layout(config, acc.num_processes, str(acc.device))}",
         f"  batch         {config.train_batch_size} x {config.gradient_accumulation_steps} accumulation x "
         f"{acc.num_processes} processes = {effective} samples per update",
         f"  length        {length.total_steps} updates ({length.updates_per_epoch:.1f} per epoch)",

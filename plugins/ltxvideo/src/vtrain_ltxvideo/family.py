@@ -48,7 +48,8 @@ class LTXVideoFamily:
     def _traits(latent_channels: int) -> FamilyTraits:
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
-                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS)
+                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
+                            repeated_block_classes=("LTXVideoTransformerBlock",), empty_weight_loading=True)
 
     # -- loading -------------------------------------------------------------------------------
 

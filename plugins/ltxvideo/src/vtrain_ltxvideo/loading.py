@@ -47,6 +47,10 @@ def load_transformer(config: ResolvedConfig, dtype: torch.dtype) -> Any:
     key = "pretrained_transformer_model_name_or_path" if config.pretrained_transformer_model_name_or_path \
         else "pretrained_model_name_or_path"
     subfolder = _subfolder(config.pretrained_transformer_subfolder)
+    from vtrain.fsdp_options import reads_weights
+
+    if not reads_weights(config):
+        return _empty_transformer(config, dtype)
     try:
         if Path(source).is_file() and source.endswith(SINGLE_FILE_SUFFIXES):
             # An original-layout checkpoint: the architecture comes from the base model's transformer config.
@@ -56,6 +60,22 @@ def load_transformer(config: ResolvedConfig, dtype: torch.dtype) -> Any:
     except (OSError, ValueError) as exc:
         raise _load_error("transformer", key, f"{source}" + (f" (subfolder {subfolder})" if subfolder else ""),
                           exc) from exc
+
+
+def _empty_transformer(config: ResolvedConfig, dtype: torch.dtype) -> Any:
+    """The transformer built from its config file only, parameters on the meta device (sharded runs
+    with ``fsdp_cpu_ram_efficient_loading``: rank 0 reads the weights and sends each rank its shards)."""
+    from accelerate import init_empty_weights
+    from diffusers import LTXVideoTransformer3DModel
+
+    source = config.pretrained_transformer_model_name_or_path or config.pretrained_model_name_or_path
+    subfolder = _subfolder(config.pretrained_transformer_subfolder)
+    if Path(source).is_file():
+        source, subfolder = config.pretrained_model_name_or_path, "transformer"
+    settings = LTXVideoTransformer3DModel.load_config(source, subfolder=subfolder)
+    with init_empty_weights(include_buffers=False):
+        model = LTXVideoTransformer3DModel.from_config(settings)
+    return model.to(dtype)
 
 
 def load_vae(config: ResolvedConfig, dtype: torch.dtype) -> Any:
