@@ -40,10 +40,12 @@ def trainable_tree(bundle: Any) -> Any:
     return torch.nn.ModuleDict({"model": bundle.model, **bundle.extra_trainables})
 
 
-def _state_options() -> Any:
+def _state_options(loading: bool = False) -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(ignore_frozen_params=True)  # a LoRA checkpoint holds the adapter, not the base
+    # a LoRA checkpoint holds the adapter, not the frozen base (so the base is "missing" on load;
+    # dcp.load has already refused a checkpoint that lacks any trainable this run has)
+    return StateDictOptions(ignore_frozen_params=True, strict=not loading)
 
 
 class ShardedCheckpointWriter(CheckpointWriter):
@@ -109,7 +111,7 @@ def load_sharded_checkpoint(path: Path, bundle: Any, optimizer: Any, scheduler: 
                                    f"run's trainable weights ({type(exc).__name__}: {str(exc)[:300]})",
                                    "resume with the same model, adapter and plugin settings")]) from exc
     set_state_dict(tree, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                   options=_state_options())
+                   options=_state_options(loading=True))
     for name, obj in statefuls.items():
         obj.load_state_dict(state["statefuls"][name])
     scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", weights_only=False))

@@ -4,6 +4,11 @@ After every ``ema_update_interval``-th update the average moves towards the live
 ``ema = decay * ema + (1 - decay) * weights``. The average is kept in fp32 on ``ema_device``,
 saved in every checkpoint (so a resume continues it exactly), used for validation per
 ``ema_validation``, and written as an ``ema/`` copy of the final adapter or model.
+
+Under FSDP (``fsdp_enable``) the average is sharded exactly like the weights: each shadow is a
+DTensor with its weight's placement, on that weight's device (``ema_device`` does not apply), so
+each process holds 1/N of the fp32 average; updates are local (no communication), checkpoints write
+it through DCP, and validation/saving swap it in shard by shard before the weights are gathered.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ class EmaWeights:
         self.decay = decay
         self.device = device
         self.updates = 0
-        self.shadow = {name: p.detach().to(device=device, dtype=torch.float32, copy=True)
+        # a sharded weight (DTensor) keeps its average sharded alike, on the shard's device
+        self.shadow = {name: p.detach().to(device=p.device if _is_sharded(p) else device, dtype=torch.float32,
+                                           copy=True)
                        for name, p in self.params.items()}
         self.busy = False  # set while a nested validate/save call runs with the average swapped in
 
@@ -54,7 +61,7 @@ class EmaWeights:
 
         with torch.no_grad():
             for name, param in self.params.items():
-                live = param.detach().to(device=self.device, dtype=torch.float32)
+                live = param.detach().to(device=self.shadow[name].device, dtype=torch.float32)
                 self.shadow[name].mul_(self.decay).add_(live, alpha=1.0 - self.decay)
         self.updates += 1
 
@@ -84,7 +91,9 @@ class EmaWeights:
             self.busy = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"shadow": {name: t.detach().cpu() for name, t in self.shadow.items()}, "updates": self.updates}
+        # sharded averages stay DTensors: the sharded checkpoint (DCP) writes each rank's shard
+        return {"shadow": {name: t.detach() if _is_sharded(t) else t.detach().cpu() for name, t in self.shadow.items()},
+                "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state["shadow"]
@@ -127,6 +136,10 @@ def add_options(registry: OptionsRegistry) -> None:
 @hookimpl
 def validate_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
     """EMA settings without ``use_ema`` would change nothing: say so."""
+    if config.use_ema and config.get("fsdp_enable") and config.explicitly_set("ema_device"):
+        problems.add("ema_device", "with FSDP the EMA is sharded like the trained weights and each shard stays on its "
+                     "weights' device (1/N of an fp32 copy per process), so ema_device does not apply",
+                     "remove ema_device")
     if not config.use_ema:
         for key in _KEYS:
             if config.explicitly_set(key) and config[key] != "none":
@@ -195,3 +208,7 @@ def _tagged(artifact: Artifact, weights: str) -> Artifact:
     from vtrain.family import Artifact
 
     return Artifact(path=artifact.path, kind=artifact.kind, meta={**artifact.meta, "weights": weights})
+
+
+def _is_sharded(tensor: Any) -> bool:
+    return type(tensor).__name__ == "DTensor" or type(getattr(tensor, "data", None)).__name__ == "DTensor"

@@ -111,7 +111,7 @@ def shard_model(bundle: ModelBundle, config: ResolvedConfig, family: ModelFamily
               "mp_policy": mixed_precision_policy(config), "offload_policy": offload}
     efficient = config.fsdp_cpu_ram_efficient_loading
     if efficient:
-        from accelerate.utils.other import get_non_persistent_buffers
+        from accelerate.utils.modeling import get_non_persistent_buffers
 
         full_state = model.state_dict() if accelerator.is_main_process else {}
         kept = get_non_persistent_buffers(model, recurse=True, fqns=True)

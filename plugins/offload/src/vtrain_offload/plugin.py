@@ -74,6 +74,12 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
         problems.add("enable_model_cpu_offload", "enable_group_offload and enable_model_cpu_offload both decide where "
                      "the model's weights live and cannot be combined",
                      "use enable_group_offload alone (it saves more memory), or only enable_model_cpu_offload")
+    if config.enable_group_offload and config.get("fsdp_enable"):
+        problems.add("enable_group_offload", "group offload and FSDP both decide where the transformer's weights live: "
+                     "group offload moves whole blocks between CPU and the accelerator with its own hooks, while FSDP "
+                     "replaces every weight with a shard and gathers it with its own hooks, so neither would find the "
+                     "weights where it left them", "with FSDP, save memory with fsdp_offload_params (FSDP's own CPU "
+                     "offload of the shards) instead, or train without fsdp_enable")
     if config.enable_group_offload and config.model_type == "full":
         problems.add("enable_group_offload", "group offload moves frozen weights between devices, but model_type=full "
                      "trains every weight (the optimizer needs them on the accelerator)",

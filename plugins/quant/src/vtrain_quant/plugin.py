@@ -77,6 +77,11 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
     base = PRECISIONS.get(config.base_model_precision)
     if base is None:
         return
+    if config.get("fsdp_enable"):
+        problems.add("base_model_precision", f"{base.name} weights are tensor subclasses that FSDP2 cannot split into "
+                     "DTensor shards (fully_shard shards plain floating-point parameters)",
+                     "use base_model_precision=no_change with FSDP (sharding already divides the weights' memory by "
+                     "the number of processes), or quantise without fsdp_enable")
     if config.model_type == "full":
         problems.add("base_model_precision", f"model_type=full trains every weight, but {base.name} freezes them "
                      "in a quantised form that cannot receive updates",

@@ -1,0 +1,129 @@
+"""Sharded training (FSDP2) with two gloo ranks on CPU under torchrun, and the refused combinations."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vtrain.errors import ConfigError
+from vtrain.runner import Runner
+from vtrain.testing.helpers import run_distributed
+
+WORKER = Path(__file__).with_name("fsdp_worker.py")
+TINY = {"model_family": "tinyflow", "max_train_steps": 4, "train_batch_size": 2, "learning_rate": 3e-3,
+        "mixed_precision": "no", "base_model_default_dtype": "fp32", "lora_rank": 4, "seed": 3,
+        "tinyflow_num_samples": 16, "grad_clip_method": "norm"}
+
+KILLER = textwrap.dedent("""
+    import os, signal
+    from vtrain import hookimpl
+
+    @hookimpl
+    def on_step_end(run, step):
+        if step == int(os.environ.get("VTRAIN_TEST_KILL_AT", "0")) and run.accelerator.is_main_process:
+            os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+PLUGINS = ("vtrain.testing.plugin", "vtrain.services.ema")
+
+
+def _runner(overrides: dict[str, Any], **kwargs: Any) -> Runner:
+    return Runner.from_config({**TINY, **overrides}, plugins=list(PLUGINS), autoload=False, **kwargs)
+
+
+def test_sharded_training_equals_one_process_and_each_rank_holds_half(tmp_path: Path) -> None:
+    env = {**os.environ, "VTRAIN_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29631", str(WORKER), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for model_type, weight_tolerance in (("lora", 1e-5), ("full", 1e-4)):
+        for result in ranks:
+            record = result[model_type]
+            assert record["loss"] == pytest.approx(record["ref_loss"], rel=1e-5, abs=1e-6)
+            assert record["norm"] == pytest.approx(record["ref_norm"], rel=1e-5)  # global norm across shards
+            assert record["fraction"] == pytest.approx(0.5, abs=0.05)  # measured on the DTensor local shards
+        assert ranks[0][model_type]["max_weight_diff"] < weight_tolerance
+    # fsdp_cpu_ram_efficient_loading: only rank 0 read the weights file; the shards equal the file
+    assert len(ranks[0]["efficient"]["reads"]) == 1 and ranks[1]["efficient"]["reads"] == []
+    assert ranks[0]["efficient"]["equal_to_file"] and ranks[1]["efficient"]["fraction"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_killed_sharded_run_resumes_bit_identically_and_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "killer.py").write_text(KILLER)
+    config = {**TINY, "fsdp_enable": True, "checkpoint_step_interval": 2, "use_ema": True, "ema_decay": 0.9,
+              "validation_prompt": "a cat", "validation_num_inference_steps": 2, "validation_resolution": ["16x16"],
+              "validation_step_interval": 2}
+    whole = {**config, "output_dir": str(tmp_path / "whole")}
+    proc = run_distributed(whole, tmp_path, [tmp_path / "killer.py"], port=29641, plugins=PLUGINS)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "FSDP2: 2 processes" in proc.stdout and "1 model copy x 2 shards" in proc.stdout
+    assert (tmp_path / "whole" / "checkpoint-4" / "sharded" / ".metadata").is_file()
+    assert sorted(p.name for p in (tmp_path / "whole" / "validation").iterdir()) == ["step-0", "step-2", "step-4"]
+
+    killed = {**config, "output_dir": str(tmp_path / "killed")}
+    monkeypatch.setenv("VTRAIN_TEST_KILL_AT", "3")
+    proc = run_distributed(killed, tmp_path, [tmp_path / "killer.py"], port=29642, plugins=PLUGINS)
+    assert proc.returncode != 0
+    monkeypatch.delenv("VTRAIN_TEST_KILL_AT")
+    assert not (tmp_path / "killed" / "adapter_model.safetensors").exists()
+    shutil.copytree(tmp_path / "killed", tmp_path / "single")
+
+    proc = run_distributed({**killed, "resume_from_checkpoint": "latest"}, tmp_path, [tmp_path / "killer.py"], port=29643,
+                           plugins=PLUGINS)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resumed from" in proc.stdout and "checkpoint-2" in proc.stdout
+    for name in ("adapter_model.safetensors", "ema/adapter_model.safetensors"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").open()] for run in ("whole", "killed")]
+    assert losses[0] == losses[1] and len(losses[0]) == 4
+
+    # the same checkpoint, resumed by one unsharded process: DCP re-shards, and the run says what differs
+    result = _runner({**config, "fsdp_enable": False, "output_dir": str(tmp_path / "single"),
+                      "resume_from_checkpoint": "latest"}).run()
+    out = capsys.readouterr().out
+    assert result.steps == 4 and result.resumed_from is not None and result.resumed_from.name == "checkpoint-2"
+    assert "written by 2 processes and this run has 1, so the data order and noise differ" in out
+    assert (tmp_path / "single" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("overrides", "key", "words"), [
+    ({"fsdp_enable": True, "grad_clip_method": "value"}, "grad_clip_method", "set grad_clip_method=norm"),
+    ({"fsdp_enable": True, "fsdp_version": 1}, "fsdp_version", "use fsdp_version=2"),
+    ({"fsdp_offload_params": True}, "fsdp_offload_params", "fsdp_enable is false"),
+    ({"fsdp_enable": True, "fsdp_transformer_layer_cls_to_wrap": ["Nope"], "fsdp_replicate_degree": 3},
+     "fsdp_replicate_degree", "divisor"),
+])
+def test_bad_fsdp_combinations_are_refused_at_configure_time(overrides: dict[str, Any], key: str, words: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError) as error:
+        _runner(overrides)
+    assert any(p.where == key and words in f"{p.message} {p.fix}" for p in error.value.problems), error.value
+
+
+def test_fsdp_in_one_process_is_refused_with_the_launch_fix(tmp_path: Path) -> None:
+    runner = _runner({"fsdp_enable": True, "output_dir": str(tmp_path / "out")})
+    with pytest.raises(ConfigError, match="torchrun --nproc_per_node N"):
+        runner.run()
+    assert not (tmp_path / "out").exists()  # refused before anything was loaded or written
+
+
+def test_family_trait_names_the_block_and_the_summary_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vtrain.training.sharding import block_classes, world_layout
+
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    runner = _runner({"fsdp_enable": True, "fsdp_replicate_degree": 2, "fsdp_offload_params": True})
+    assert block_classes(runner.config, runner.family) == ("TinyBlock",)
+    line = world_layout(runner.config, 16, "cuda:0")
+    assert line.startswith("HSDP: 16 processes on cuda:0 = 2 model copies x 8 shards") and "offloaded" in line
