@@ -169,6 +169,7 @@ def consolidated(model: Any) -> Iterator[bool]:
     others hold nothing extra). The sharded parameters are put back afterwards."""
     import torch
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.fsdp import FSDPModule
 
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     owners = {}
@@ -178,7 +179,12 @@ def consolidated(model: Any) -> Iterator[bool]:
                 fqn = f"{module_name}.{leaf}" if module_name else leaf
                 owners[fqn.replace("_checkpoint_wrapped_module.", "")] = (module, leaf)
     swapped: list[tuple[Any, str, Any]] = []
+    # fully_shard gives each sharded module a class FSDP<Name>(FSDPModule, <Name>); savers that record the
+    # class name (diffusers' config.json) must see the model's own class
+    classes = [(m, type(m)) for m in model.modules() if isinstance(m, FSDPModule)] if full else []
     try:
+        for module, cls in classes:
+            module.__class__ = cls.__bases__[-1]
         for fqn, tensor in full.items():
             if fqn not in owners:
                 continue
@@ -190,6 +196,8 @@ def consolidated(model: Any) -> Iterator[bool]:
     finally:
         for module, leaf, old in swapped:
             module._parameters[leaf] = old
+        for module, cls in classes:
+            module.__class__ = cls
 
 
 def save_consolidated(family: ModelFamily, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
