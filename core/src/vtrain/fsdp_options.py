@@ -45,6 +45,9 @@ def declare_fsdp_options(reg: OptionsRegistry) -> None:
     reg.add("fsdp_shard_degree", "int", None,
             "Processes one model copy is sharded across (HSDP: usually the GPUs of a node). Unset: all processes "
             "divided by fsdp_replicate_degree.", minimum=1, **cat)
+    reg.add("context_parallel_size", "int", 1,
+            "Processes that split one sample's sequence (context parallelism). Only 1 is supported; see "
+            "docs/distributed.md.", minimum=1, **cat)
     reg.add("fsdp_replicate_degree", "int", 1,
             "Model copies (HSDP: usually the number of nodes); gradients are all-reduced between copies.",
             minimum=1, **cat)
@@ -52,6 +55,12 @@ def declare_fsdp_options(reg: OptionsRegistry) -> None:
 
 def check_fsdp_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
     """The combinations sharded training cannot run, each with its reason and fix."""
+    if config.context_parallel_size > 1:
+        problems.add("context_parallel_size", "context parallelism is not supported yet: diffusers 0.42.1 has a "
+                     "context-parallel plan for LTX-Video's transformer, but vtrain's data layer deals a different "
+                     "batch to every process, while the processes of a context-parallel group must share one batch "
+                     "and its noise", "set context_parallel_size=1; for long clips use fsdp_activation_checkpointing "
+                     "(or gradient_checkpointing) and FSDP")
     if not config.fsdp_enable:
         for key in FSDP_KEYS:
             if config.explicitly_set(key):

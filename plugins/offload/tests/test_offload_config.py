@@ -144,3 +144,10 @@ def test_torch_compile_mode_reaches_every_block(monkeypatch: pytest.MonkeyPatch)
     assert compile_blocks(model, "max-autotune-no-cudagraphs") == 2
     assert compile_blocks(model, "default") == 2
     assert modes == ["max-autotune-no-cudagraphs"] * 2 + [None] * 2
+
+
+def test_group_offload_is_refused_with_fsdp(tinyflow_config: dict, make_runner: Any) -> None:
+    text = _refused(make_runner, {**tinyflow_config, "enable_group_offload": True, "gradient_checkpointing": True,
+                                  "fsdp_enable": True, "grad_clip_method": "norm"})
+    assert "group offload and FSDP both decide where the transformer's weights live" in text
+    assert "fsdp_offload_params" in text

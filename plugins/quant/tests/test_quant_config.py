@@ -126,3 +126,9 @@ def test_lowest_memory_example_validates(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert config.gradient_checkpointing is True and config.resolution == 480
     datasets = json.loads(Path(config.data_backend_config).read_text())
     assert {d.get("resolution") for d in datasets if d.get("dataset_type") == "video"} == {480}
+
+
+def test_quantised_base_is_refused_with_fsdp(tinyflow_config: dict, make_runner: Any) -> None:
+    text = _problems(make_runner, {**tinyflow_config, "base_model_precision": "int8-quanto", "fsdp_enable": True,
+                                   "grad_clip_method": "norm"})
+    assert "FSDP2 cannot split into DTensor shards" in text and "base_model_precision=no_change with FSDP" in text
