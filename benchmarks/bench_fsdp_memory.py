@@ -78,9 +78,9 @@ MODES = {
 def model_config(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], list[str], list[Path]]:
     """The base config, plugin modules and plugin files of one model choice (its weights saved under ``folder``)."""
     if args.model == "tinyflow":
-        from vtrain.testing.tinyflow_model import TinyFlowModel
-
         import torch
+
+        from vtrain.testing.tinyflow_model import TinyFlowModel
 
         torch.manual_seed(0)
         TinyFlowModel(channels=4, width=args.width, depth=args.depth, num_classes=4).save_pretrained(folder / "model")

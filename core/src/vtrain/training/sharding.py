@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import torch
 
     from vtrain.config import ResolvedConfig
     from vtrain.family import Artifact, ModelBundle, ModelFamily
