@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vtrain.data.geometry import Geometry
+from vtrain.errors import VtrainError
 
 if TYPE_CHECKING:
     import torch
@@ -34,8 +35,11 @@ class MediaError(Exception):
         self.kind = kind
 
 
-class MediaProcessingError(Exception):
-    """A file decoded, but resizing or cropping its frames failed (not a damaged file)."""
+class MediaProcessingError(VtrainError):
+    """A file decoded, but resizing or cropping its frames failed: not a damaged file, so the run
+    stops with the file and the sizes named instead of dropping the sample as unreadable."""
+
+    exit_code = 3
 
 
 def _error_kind(exc: BaseException) -> str:
