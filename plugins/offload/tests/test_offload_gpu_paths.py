@@ -196,3 +196,24 @@ def test_torchao_inner_tensors_follow_their_group(ltx_offload_config: dict[str, 
             assert len(devices) >= 2 and set(devices.values()) == {"meta"}, devices
             quantised += 1
     assert quantised == 20  # 2 blocks x 10 Linear layers
+
+
+def test_encoders_leave_the_accelerator_after_caching_and_validation(tinyflow_config: dict[str, Any],
+                                                                    make_runner: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without any offload option: a component left off the CPU (the meta device stands in for the GPU) is
+    returned once the datasets are built and after a validation; nothing moves when all are on the CPU."""
+    from vtrain_offload import plugin
+
+    calls: list[str] = []
+    monkeypatch.setattr(plugin, "return_components_to_cpu", lambda bundle: calls.append("released") or [])
+    runner = make_runner(tinyflow_config)
+    assert not runner.config.enable_model_cpu_offload
+    bundle = runner.hooks.load_model(runner.config, runner.family)
+    runner.hooks.build_dataset(bundle, runner.config, runner.family)
+    runner.hooks.validate(bundle, runner.config, 0, {"p": "a prompt"})
+    assert calls == []  # everything already on the CPU
+    bundle.components["vae_on_gpu"] = torch.nn.Linear(2, 2, device="meta")
+    runner.hooks.build_dataset(bundle, runner.config, runner.family)
+    runner.hooks.validate(bundle, runner.config, 0, {"p": "a prompt"})
+    assert calls == ["released", "released"]
