@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vtrain.errors import ConfigError
 from vtrain_rollout.settings import RolloutSettings
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_ramp_reaches_prob_end_exactly_at_ramp_steps() -> None:
@@ -57,3 +62,34 @@ def test_keys_that_would_change_nothing_or_are_invalid_are_refused(extra: dict, 
                                                                    make_runner: Any) -> None:
     with pytest.raises(ConfigError, match=key):
         make_runner({**tinyflow_config, **extra})
+
+
+def _json_blocks(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text()
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, flags=re.S)]
+
+
+@pytest.mark.parametrize("page", ["docs/rollout.md", "plugins/rollout/README.md"])
+def test_documented_configs_are_accepted_as_written(page: str, ltx_tiny_dir: Path, tmp_path: Path) -> None:
+    from vtrain.runner import Runner
+    from vtrain_ltxvideo.testing import tiny_ltx_config
+
+    blocks = _json_blocks(ROOT / page)
+    assert blocks
+    for block in blocks:
+        runner = Runner.from_config({**tiny_ltx_config(ltx_tiny_dir, tmp_path / "out"), **block})
+        settings = RolloutSettings.from_config(runner.config)
+        assert settings.enabled and settings.max_step_offset == block["scheduled_sampling_max_step_offset"]
+
+
+def test_documented_defaults_are_the_registry_defaults(make_runner: Any, tinyflow_config: dict) -> None:
+    config = make_runner(tinyflow_config).config
+    rows = re.findall(r"^\| `(scheduled_sampling_[a-z0-9_]+)` \| ([^|]+) \|", (ROOT / "docs/rollout.md").read_text(),
+                      flags=re.M)
+    assert len(rows) >= 7
+    for key, default in rows:
+        value = getattr(config, key)
+        written = default.split()[0].strip("`")
+        if value is None:  # unset keys document what unset means
+            continue
+        assert str(value).lower() == written.lower() or (written == "0" and value == 0), (key, default)

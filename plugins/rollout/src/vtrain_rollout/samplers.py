@@ -9,6 +9,8 @@ Velocities follow flow matching: ``v = noise - x0``, so ``x(sigma') = x(sigma) +
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,14 @@ Path = Generator[tuple["torch.Tensor", float], "torch.Tensor", "torch.Tensor"]
 
 
 def make_scheduler(name: str, num_train_timesteps: int) -> Any:
-    """A fresh diffusers scheduler for flow matching (shift 1: the grid is already where it should be)."""
+    """A fresh diffusers scheduler for flow matching (shift 1: the grid is already where it should be).
+
+    Copied from one built per sampler: building FlowMatchEulerDiscreteScheduler takes ~17 ms, a copy ~0.1 ms."""
+    return copy.deepcopy(_prototype(name, num_train_timesteps))
+
+
+@functools.lru_cache(maxsize=8)
+def _prototype(name: str, num_train_timesteps: int) -> Any:
     from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
     if name == "euler":
