@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from rollout_helpers import BatchRecorder, prepare, rows
+from rollout_helpers import BatchRecorder, prepare
 from safetensors.torch import load_file
 
 from vtrain.family import TrainState

@@ -45,7 +45,11 @@ def test_exact_velocity_lands_on_the_path(sampler: str) -> None:
 
 def _scheduler(sampler: str) -> Any:
     """The diffusers scheduler the sampler names, built here from its documented flow-matching settings."""
-    from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
 
     if sampler == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)

@@ -32,7 +32,11 @@ def make_scheduler(name: str, num_train_timesteps: int) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _prototype(name: str, num_train_timesteps: int) -> Any:
-    from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
 
     if name == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=1.0)
