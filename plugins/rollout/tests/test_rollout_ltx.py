@@ -190,3 +190,36 @@ def test_rollout_trains_on_quantised_and_group_offloaded_bases(settings: dict, r
     if "enable_group_offload" in settings:  # the rollout forwards go through the offload hooks unchanged
         plain = losses({"gradient_checkpointing": True})
         assert trained == pytest.approx(plain, rel=1e-4, abs=1e-5)
+
+
+def test_evaluation_calls_are_not_rolled_out(rollout_config: dict) -> None:
+    """Fixed sigmas (the evaluation loss) or no gradients: the model is scored as it is, no RNG is drawn."""
+    runner, bundle, batch = prepare(rollout_config)
+    state = TrainState(max_steps=4, shift_for=lambda s: None)
+    fixed = {**batch, "sigmas": torch.tensor([0.3, 0.6]), "noise": torch.randn_like(batch["latents"])}
+    before = torch.get_rng_state()
+    out = runner.hooks.compute_loss(bundle, dict(fixed), runner.config, state)
+    assert "rollout_fraction" not in out.metrics
+    assert torch.equal(torch.get_rng_state(), before)  # i2v probability 1: nothing at all was drawn
+    with torch.no_grad():
+        out = runner.hooks.compute_loss(bundle, dict(batch), runner.config, state)
+    assert "rollout_fraction" not in out.metrics
+
+
+def test_rollout_forwards_run_in_the_training_dtype(rollout_config: dict) -> None:
+    config = {**rollout_config, "base_model_default_dtype": "bf16", "mixed_precision": "bf16"}
+    runner, bundle, batch = prepare(config)
+    dtypes: list[torch.dtype] = []
+    grads: list[bool] = []
+
+    def record(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        dtypes.append(kwargs["hidden_states"].dtype)
+        grads.append(torch.is_grad_enabled())
+
+    handle = bundle.model.register_forward_pre_hook(record, with_kwargs=True)
+    torch.manual_seed(1)
+    out = runner.hooks.compute_loss(bundle, batch, runner.config, TrainState(max_steps=4, shift_for=lambda s: None))
+    handle.remove()
+    assert out.metrics["rollout_fraction"] > 0 and torch.isfinite(out.loss)
+    assert len(dtypes) > 1 and set(dtypes) == {torch.bfloat16}
+    assert grads[:-1] == [False] * (len(grads) - 1) and grads[-1]  # rollout without, training with gradients
