@@ -6,7 +6,9 @@ Layout of ``checkpoint-<step>/`` written by a sharded run::
     sharded/            DCP: .metadata + one __<rank>_0.distcp file per rank (weights, optimizer, statefuls)
     rng-rank<N>.pt      every rank's RNG state
     lr_scheduler.pt     the LR scheduler
-    state.json          the loop position (world size included)
+    fingerprint.json    what must not change across a resume (as in unsharded checkpoints)
+    manifest.json       size and checksum of every file above, shard files included
+    state.json          the loop position (world size included), written last
 
 Each rank writes its shards into the temporary folder, rank 0 flushes it and renames it into place,
 as for unsharded checkpoints, so a kill never leaves a folder that looks complete. DCP re-shards on
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vtrain.atomic import fsync_dir, fsync_tree
-from vtrain.checkpoint import STATE_FILE, CheckpointWriter, LoopPosition
+from vtrain.checkpoint import FINGERPRINT_FILE, STATE_FILE, CheckpointWriter, LoopPosition, write_manifest
 
 SHARDED_DIR = "sharded"
 
@@ -75,6 +77,9 @@ class ShardedCheckpointWriter(CheckpointWriter):
         acc.wait_for_everyone()
         if acc.is_main_process:
             torch.save(scheduler.state_dict(), tmp / "lr_scheduler.pt")
+            if self.fingerprint is not None:
+                (tmp / FINGERPRINT_FILE).write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n")
+            write_manifest(tmp)  # every rank's shard files too: verified before the checkpoint is used
             (tmp / STATE_FILE).write_text(json.dumps(asdict(position), indent=2) + "\n")
             fsync_tree(tmp)
             old = self.output_dir / f".{final.name}.old-{os.getpid()}"
@@ -114,9 +119,9 @@ def load_sharded_checkpoint(path: Path, bundle: Any, optimizer: Any, scheduler: 
                    options=_state_options(loading=True))
     for name, obj in statefuls.items():
         obj.load_state_dict(state["statefuls"][name])
-    scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=False))
     rng_file = path / f"rng-rank{process_index}.pt"
     restored = rng_file.is_file()
     if restored:
-        restore_rng_state(torch.load(rng_file, weights_only=False))
+        restore_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
     return position, restored

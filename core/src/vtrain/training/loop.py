@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from vtrain.checkpoint import (
     CheckpointWriter,
     LoopPosition,
-    find_resume_path,
     list_checkpoints,
     load_checkpoint,
+    read_fingerprint,
 )
 from vtrain.data.base import collate, group_by_bucket, plan_epoch
 from vtrain.errors import TrainingError
@@ -44,13 +44,18 @@ class TrainingLoop:
         self.params = list(self.trainables.values())
         self.extra_params = [p for name, p in self.trainables.items() if not name.startswith("model.")]
         self.buckets = group_by_bucket(run.dataset)
+        from vtrain.fingerprint import dataset_fingerprint, run_fingerprint
+
+        self.fingerprint = {**run_fingerprint(self.config), "dataset": dataset_fingerprint(run.dataset)}
         self.sharded = bool(self.config.fsdp_enable)
         if self.sharded:
             from vtrain.checkpoint_sharded import ShardedCheckpointWriter
 
-            self.checkpoints = ShardedCheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc)
+            self.checkpoints = ShardedCheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc,
+                                                       self.fingerprint)
         else:
-            self.checkpoints = CheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc)
+            self.checkpoints = CheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc,
+                                                self.fingerprint)
         self.prompts = collect_prompts(self.config)
         self.validation_paths: list[Path] = []
         self.metrics_file: Any = None
@@ -158,9 +163,14 @@ class TrainingLoop:
     def _start_or_resume(self) -> tuple[TrainState, Path | None]:
         config = self.config
         state = TrainState(max_steps=self.total_steps)
-        path = find_resume_path(self.run.output_dir, config.resume_from_checkpoint)
+        path = self.run.resume_path
         if path is None:
             return state, None
+        saved_data = (read_fingerprint(path) or {}).get("dataset")
+        if saved_data is not None and saved_data != self.fingerprint["dataset"]:
+            self._say(f"note: the dataset changed since {path} was written ({saved_data.get('samples')} samples "
+                      f"then, {self.fingerprint['dataset'].get('samples')} now): the data order differs from an "
+                      "uninterrupted run")
         from vtrain.checkpoint_sharded import is_sharded_checkpoint, load_sharded_checkpoint
 
         if is_sharded_checkpoint(path):  # DCP re-shards: also into a run with another world size, or unsharded
