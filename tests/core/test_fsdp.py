@@ -101,7 +101,7 @@ def test_killed_sharded_run_resumes_bit_identically_and_in_one_process(tmp_path:
     ({"fsdp_enable": True, "grad_clip_method": "value"}, "grad_clip_method", "set grad_clip_method=norm"),
     ({"fsdp_enable": True, "fsdp_version": 1}, "fsdp_version", "use fsdp_version=2"),
     ({"fsdp_offload_params": True}, "fsdp_offload_params", "fsdp_enable is false"),
-    ({"fsdp_enable": True, "context_parallel_size": 2}, "context_parallel_size", "share one batch"),
+    ({"fsdp_enable": True, "context_parallel_size": 2}, "context_parallel_size", "must share one"),
     ({"fsdp_enable": True, "fsdp_transformer_layer_cls_to_wrap": ["Nope"], "fsdp_replicate_degree": 3},
      "fsdp_replicate_degree", "divisor"),
 ])

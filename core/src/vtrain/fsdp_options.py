@@ -57,12 +57,12 @@ def check_fsdp_config(config: ResolvedConfig, family: ModelFamily, problems: Pro
     """The combinations sharded training cannot run, each with its reason and fix."""
     if config.context_parallel_size > 1:
         problems.add("context_parallel_size", "context parallelism is not supported: diffusers 0.42.1 has a "
-                     "context-parallel plan for LTX-Video's transformer, but vtrain's data layer deals a different "
-                     "batch to every process (the processes of a group must share one batch and its noise), the "
-                     "plan's split of the text mask and of vtrain's per-token timesteps does not match the split "
-                     "attention, and diffusers' enable_parallelism cannot run without CUDA",
-                     "set context_parallel_size=1; for long clips use fsdp_activation_checkpointing "
-                     "(or gradient_checkpointing) with FSDP")
+                     "context-parallel plan for LTX-Video's transformer, but its Ulysses attention fails on it (the "
+                     "text mask is expanded over all attention heads before the all-to-all leaves each process half "
+                     "of them), its ring attention needs a CUDA-only kernel that returns the log-sum-exp, and "
+                     "vtrain's data layer deals a different batch to every process while a context-parallel group "
+                     "must share one", "set context_parallel_size=1; for long clips use "
+                     "fsdp_activation_checkpointing (or gradient_checkpointing) with FSDP")
     if not config.fsdp_enable:
         for key in FSDP_KEYS:
             if config.explicitly_set(key):
