@@ -22,14 +22,38 @@ TINY = {"model_family": "tinyflow", "max_train_steps": 4, "train_batch_size": 2,
         "mixed_precision": "no", "base_model_default_dtype": "fp32", "lora_rank": 4, "seed": 3,
         "tinyflow_num_samples": 16, "grad_clip_method": "norm"}
 
+# kills rank 0 at VTRAIN_TEST_KILL_AT; adds a plugin-owned trainable (outside the sharded model) whose
+# loss term differs per rank, so its weights stay equal across ranks only if its gradients are averaged
 KILLER = textwrap.dedent("""
-    import os, signal
+    import hashlib, os, signal
+    import torch
     from vtrain import hookimpl
+
+    @hookimpl(wrapper=True)
+    def add_adapters(bundle, config):
+        result = yield
+        torch.manual_seed(5)
+        bundle.extra_trainables["head"] = torch.nn.Linear(4, 4)
+        return result
+
+    @hookimpl(wrapper=True)
+    def compute_loss(bundle, batch, config, state):
+        out = yield
+        features = batch["latents"].float().mean(dim=(2, 3, 4))
+        out.add_term("head", 0.1 * bundle.extra_trainables["head"](features).pow(2).mean())
+        return out
 
     @hookimpl
     def on_step_end(run, step):
         if step == int(os.environ.get("VTRAIN_TEST_KILL_AT", "0")) and run.accelerator.is_main_process:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    @hookimpl
+    def on_run_end(run, result):
+        weights = run.bundle.extra_trainables["head"].weight.detach().cpu().numpy().tobytes()
+        rank = run.accelerator.process_index
+        with open(f"{run.output_dir}/head-rank{rank}.txt", "w") as handle:
+            handle.write(hashlib.sha256(weights).hexdigest())
 """)
 
 
@@ -70,6 +94,7 @@ def test_killed_sharded_run_resumes_bit_identically_and_in_one_process(tmp_path:
     assert "FSDP2: 2 processes" in proc.stdout and "1 model copy x 2 shards" in proc.stdout
     assert (tmp_path / "whole" / "checkpoint-4" / "sharded" / ".metadata").is_file()
     assert sorted(p.name for p in (tmp_path / "whole" / "validation").iterdir()) == ["step-0", "step-2", "step-4"]
+    assert (tmp_path / "whole" / "head-rank0.txt").read_text() == (tmp_path / "whole" / "head-rank1.txt").read_text()
 
     killed = {**config, "output_dir": str(tmp_path / "killed")}
     monkeypatch.setenv("VTRAIN_TEST_KILL_AT", "3")
@@ -83,18 +108,19 @@ def test_killed_sharded_run_resumes_bit_identically_and_in_one_process(tmp_path:
                            plugins=PLUGINS)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "resumed from" in proc.stdout and "checkpoint-2" in proc.stdout
-    for name in ("adapter_model.safetensors", "ema/adapter_model.safetensors"):
+    for name in ("adapter_model.safetensors", "ema/adapter_model.safetensors", "head.safetensors"):
         assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").open()] for run in ("whole", "killed")]
     assert losses[0] == losses[1] and len(losses[0]) == 4
 
     # the same checkpoint, resumed by one unsharded process: DCP re-shards, and the run says what differs
     result = _runner({**config, "fsdp_enable": False, "output_dir": str(tmp_path / "single"),
-                      "resume_from_checkpoint": "latest"}).run()
+                      "resume_from_checkpoint": "latest"}, plugin_files=[tmp_path / "killer.py"]).run()
     out = capsys.readouterr().out
     assert result.steps == 4 and result.resumed_from is not None and result.resumed_from.name == "checkpoint-2"
     assert "written by 2 processes and this run has 1, so the data order and noise differ" in out
     assert (tmp_path / "single" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "single" / "head.safetensors").is_file()
 
 
 @pytest.mark.parametrize(("overrides", "key", "words"), [
