@@ -1,6 +1,7 @@
 """Run under ``torchrun --nproc_per_node 2`` (gloo, CPU) by ``test_fsdp.py``; writes ``rank<N>.json``.
 
-1. For LoRA and full fine-tuning of tinyflow: 3 AdamW updates of an FSDP2-sharded model, each rank on
+1. For LoRA and full fine-tuning of tinyflow (and the full one again with activation checkpointing,
+   no resharding after the forward and CPU offload of the shards): 3 AdamW updates of an FSDP2-sharded model, each rank on
    its half of a global batch (fixed sigmas and noise), against an unsharded model on the whole batch
    in the same process. Records both losses, the clipped norms, the largest weight difference after
    consolidation and the fraction of the parameters this rank holds (DTensor local shards).
@@ -39,10 +40,10 @@ def build(overrides: dict[str, Any], acc: Any, fsdp: bool) -> tuple[Any, Any]:
     return runner, bundle
 
 
-def compare(model_type: str, acc: Any, folder: Path) -> dict[str, Any]:
+def compare(model_type: str, acc: Any, folder: Path, **options: Any) -> dict[str, Any]:
     overrides = {"model_type": model_type, "output_dir": str(folder / model_type)}
     ref_runner, ref = build(overrides, acc, fsdp=False)
-    runner, sharded = build(overrides, acc, fsdp=True)
+    runner, sharded = build({**overrides, **options}, acc, fsdp=True)
     dataset = ref_runner.family.build_dataset(ref_runner.config)
     rank = acc.process_index
     ref_params = dict(ref.trainable_named_parameters())
@@ -73,7 +74,7 @@ def compare(model_type: str, acc: Any, folder: Path) -> dict[str, Any]:
     record["fraction"] = local_fraction(sharded.model)
     with consolidated(sharded.model) as holder:
         if holder:
-            full = dict(sharded.model.named_parameters())
+            full = {name.replace("._checkpoint_wrapped_module", ""): p for name, p in sharded.model.named_parameters()}
             record["max_weight_diff"] = max(float((full[name.removeprefix("model.")].detach() - p.detach()).abs().max())
                                             for name, p in ref_params.items())
     return record
@@ -115,6 +116,10 @@ def efficient_loading(acc: Any, folder: Path) -> dict[str, Any]:
 def main(folder: Path) -> None:
     acc = Accelerator(cpu=True, mixed_precision="no")
     results = {"lora": compare("lora", acc, folder), "full": compare("full", acc, folder),
+               # the same full fine-tune with every block checkpointed, gathered weights kept after the
+               # forward, and the shards, gradients and optimizer state offloaded to the CPU
+               "full_options": compare("full", acc, folder, fsdp_activation_checkpointing=True,
+                                       fsdp_reshard_after_forward=False, fsdp_offload_params=True),
                "efficient": efficient_loading(acc, folder)}
     (folder / f"rank{acc.process_index}.json").write_text(json.dumps(results))
     acc.wait_for_everyone()

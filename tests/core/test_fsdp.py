@@ -70,7 +70,7 @@ def test_sharded_training_equals_one_process_and_each_rank_holds_half(tmp_path: 
                            "29631", str(WORKER), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    for model_type, weight_tolerance in (("lora", 1e-5), ("full", 1e-4)):
+    for model_type, weight_tolerance in (("lora", 1e-5), ("full", 1e-4), ("full_options", 1e-4)):
         for result in ranks:
             record = result[model_type]
             assert record["loss"] == pytest.approx(record["ref_loss"], rel=1e-5, abs=1e-6)

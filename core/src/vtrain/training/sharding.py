@@ -98,14 +98,19 @@ def shard_model(bundle: ModelBundle, config: ResolvedConfig, family: ModelFamily
         for param in model.parameters():
             if param.requires_grad and param.dtype != torch.float32:
                 param.data = param.data.to(torch.float32)
+    units = list(blocks)  # what fully_shard gets: each block, or its checkpoint wrapper
     if config.fsdp_activation_checkpointing:
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 
         for name, module in list(model.named_modules()):
             if module in blocks:
-                model.set_submodule(name, checkpoint_wrapper(module, preserve_rng_state=False))
+                wrapper = checkpoint_wrapper(module, preserve_rng_state=False)
+                model.set_submodule(name, wrapper)
+                units[units.index(module)] = wrapper
     mesh = build_mesh(config, accelerator.device.type, accelerator.num_processes)
-    offload = CPUOffloadPolicy() if config.fsdp_offload_params else OffloadPolicy()
+    # pinned host memory speeds the copies to a GPU (and needs one)
+    offload = (CPUOffloadPolicy(pin_memory=accelerator.device.type == "cuda") if config.fsdp_offload_params
+               else OffloadPolicy())
     kwargs = {"mesh": mesh, "reshard_after_forward": config.fsdp_reshard_after_forward,
               "mp_policy": mixed_precision_policy(config), "offload_policy": offload}
     efficient = config.fsdp_cpu_ram_efficient_loading
@@ -116,10 +121,8 @@ def shard_model(bundle: ModelBundle, config: ResolvedConfig, family: ModelFamily
         kept = get_non_persistent_buffers(model, recurse=True, fqns=True)
         buffers = {k: v.clone() for k, v in model.named_buffers() if k in kept and v.device.type != "meta"}
         model.to(torch.device("meta"))
-    for module in model.modules():
-        inner = getattr(module, "_checkpoint_wrapped_module", module)
-        if inner in blocks and not isinstance(module, FSDPModule):
-            fully_shard(module, **kwargs)
+    for unit in units:
+        fully_shard(unit, **kwargs)
     fully_shard(model, **{k: v for k, v in kwargs.items() if k != "reshard_after_forward"})
     if efficient:
         from accelerate.utils.fsdp_utils import fsdp2_load_full_state_dict
