@@ -82,7 +82,7 @@ def shard_model(bundle: ModelBundle, config: ResolvedConfig, family: ModelFamily
     unsharded, on the accelerator; their gradients are averaged by ``accelerator.reduce`` in the loop.
     """
     import torch
-    from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, OffloadPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
     model = bundle.model
     wanted = block_classes(config, family)
