@@ -120,6 +120,8 @@ def main(folder: Path) -> None:
                # forward, and the shards, gradients and optimizer state offloaded to the CPU
                "full_options": compare("full", acc, folder, fsdp_activation_checkpointing=True,
                                        fsdp_reshard_after_forward=False, fsdp_offload_params=True),
+               # HSDP's 2-D mesh: 2 model copies x 1 shard (gradients all-reduced between the copies)
+               "hsdp": compare("lora", acc, folder, fsdp_replicate_degree=2),
                "efficient": efficient_loading(acc, folder)}
     (folder / f"rank{acc.process_index}.json").write_text(json.dumps(results))
     acc.wait_for_everyone()

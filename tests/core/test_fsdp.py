@@ -77,6 +77,10 @@ def test_sharded_training_equals_one_process_and_each_rank_holds_half(tmp_path: 
             assert record["norm"] == pytest.approx(record["ref_norm"], rel=1e-5)  # global norm across shards
             assert record["fraction"] == pytest.approx(0.5, abs=0.05)  # measured on the DTensor local shards
         assert ranks[0][model_type]["max_weight_diff"] < weight_tolerance
+    for result in ranks:  # HSDP with 2 copies of 1 shard: equal losses, every rank holds a whole copy
+        assert result["hsdp"]["loss"] == pytest.approx(result["hsdp"]["ref_loss"], rel=1e-5, abs=1e-6)
+        assert result["hsdp"]["fraction"] == 1.0
+    assert ranks[0]["hsdp"]["max_weight_diff"] < 1e-5
     # fsdp_cpu_ram_efficient_loading: only rank 0 read the weights file; the shards equal the file
     assert len(ranks[0]["efficient"]["reads"]) == 1 and ranks[1]["efficient"]["reads"] == []
     assert ranks[0]["efficient"]["equal_to_file"] and ranks[1]["efficient"]["fraction"] == pytest.approx(0.5, abs=0.05)
