@@ -34,6 +34,9 @@ class FamilyTraits:
         patterns; a pattern also covers the modules below the one it names.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
+    :param unmasked_attention: module-name patterns (``fnmatch``) of the denoiser's attention layers
+        that never receive an attention mask (self-attention). Attention kernels that refuse a mask
+        (flash, sage) may run there; every other attention layer keeps a backend that takes one.
     """
 
     frame_factor: int = 1
@@ -45,6 +48,7 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    unmasked_attention: tuple[str, ...] = ()
 
 
 @dataclass

@@ -20,6 +20,8 @@ DEFAULT_TEXT_LENGTH = 128
 # Kept in full precision when the base model is quantised: patch embedding, timestep and caption
 # projections, the output projection and every norm (sensitive to rounding, and small).
 QUANTIZATION_EXCLUSIONS = ("proj_in", "proj_out", "time_embed", "caption_projection", "*norm*")
+# Self-attention gets no mask; the cross-attention (attn2) always gets the prompt's padding mask.
+UNMASKED_ATTENTION = ("transformer_blocks.*.attn1",)
 
 
 def batch_fps(batch: dict[str, Any], default: float) -> float:
@@ -48,7 +50,8 @@ class LTXVideoFamily:
     def _traits(latent_channels: int) -> FamilyTraits:
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
-                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS)
+                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
+                            unmasked_attention=UNMASKED_ATTENTION)
 
     # -- loading -------------------------------------------------------------------------------
 
