@@ -1,5 +1,5 @@
-"""The ``ltxvideo`` family object (follows :class:`vtrain.family.ModelFamily` and
-:class:`vtrain.family.HiddenStateCapture`). Each step lives in its own module; this class wires them."""
+"""The ``ltxvideo`` family object (follows :class:`vtrain.family.ModelFamily`,
+:class:`vtrain.family.HiddenStateCapture` and :class:`vtrain.family.VelocityPredictor`). Each step lives in its own module; this class wires them."""
 
 from __future__ import annotations
 
@@ -185,3 +185,22 @@ class LTXVideoFamily:
         from vtrain_ltxvideo.decoding import decode_latents
 
         return decode_latents(bundle, latents)
+
+    def draw_flow_inputs(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                         state: TrainState) -> dict[str, Any]:
+        """:class:`vtrain.family.VelocityPredictor`: ``sigmas``, ``noise`` and ``i2v_mask``, drawn as the loss does."""
+        from vtrain_ltxvideo.velocity import draw_flow_inputs
+
+        return draw_flow_inputs(bundle, batch, config, state, self.schedule_shift)
+
+    def fixed_condition_mask(self, bundle: ModelBundle, batch: dict[str, Any]) -> Any:
+        """:class:`vtrain.family.VelocityPredictor`: 1 on the clean image-to-video first latent frame."""
+        from vtrain_ltxvideo.velocity import fixed_condition_mask
+
+        return fixed_condition_mask(batch)
+
+    def predict_velocity(self, bundle: ModelBundle, batch: dict[str, Any], noisy_latents: Any, sigmas: Any) -> Any:
+        """:class:`vtrain.family.VelocityPredictor`: the transformer's velocity, shaped like the latents."""
+        from vtrain_ltxvideo.velocity import predict_velocity
+
+        return predict_velocity(bundle, batch, noisy_latents, sigmas, fps=batch_fps(batch, self.traits.default_fps))
