@@ -8,11 +8,11 @@ manifest of every file's size and checksum, verified before the checkpoint is us
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,12 +55,13 @@ def list_checkpoint_folders(output_dir: Path) -> list[Path]:
     return sorted(e for e in output_dir.iterdir() if CHECKPOINT_RE.match(e.name) and e.is_dir())
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=20)
+def _file_crc32(path: Path) -> str:
+    """CRC-32 of a file (streamed): catches accidental damage at several times the speed of a hash."""
+    crc = 0
     with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        while block := handle.read(1 << 22):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def write_manifest(folder: Path) -> None:
@@ -68,7 +69,7 @@ def write_manifest(folder: Path) -> None:
     files = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name not in (MANIFEST_FILE, STATE_FILE):
-            files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "blake2b": _file_digest(path)}
+            files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "crc32": _file_crc32(path)}
     (folder / MANIFEST_FILE).write_text(json.dumps({"version": 1, "files": files}, indent=2) + "\n")
 
 
@@ -99,7 +100,7 @@ def verify_checkpoint(folder: Path) -> str | None:
         size = path.stat().st_size
         if size != expected["size"]:
             return f"{name} is {size} bytes, {expected['size']} were written (truncated or overwritten)"
-        if _file_digest(path) != expected["blake2b"]:
+        if _file_crc32(path) != expected["crc32"]:
             return f"{name} does not match its checksum (damaged)"
     return None
 
