@@ -220,16 +220,18 @@ def load_checkpoint(path: Path, trainables: dict[str, Any], optimizer: Any, sche
     with torch.no_grad():
         for name, param in trainables.items():
             param.copy_(saved[name].to(param.device, param.dtype))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", weights_only=False))
-    saved_statefuls = torch.load(path / "statefuls.pt", weights_only=False)
+    # map_location="cpu": the files hold rank 0's CUDA tensors; without it every rank would load them onto
+    # cuda:0. load_state_dict then moves the optimizer state to each parameter's own device.
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
+    scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=False))
+    saved_statefuls = torch.load(path / "statefuls.pt", map_location="cpu", weights_only=False)
     for name, obj in statefuls.items():
         if name in saved_statefuls:
             obj.load_state_dict(saved_statefuls[name])
     rng_file = path / f"rng-rank{process_index}.pt"
     restored = rng_file.is_file()
     if restored:
-        restore_rng_state(torch.load(rng_file, weights_only=False))
+        restore_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
     return position, restored
 
 

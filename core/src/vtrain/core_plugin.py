@@ -233,8 +233,20 @@ def _torch_adamw(params: Any, config: ResolvedConfig, extra: dict[str, Any]) -> 
         "weight_decay": config.adam_weight_decay,
         "eps": config.adam_epsilon,
     }
+    if fused_capable(params) and not {"fused", "foreach"} & set(extra):
+        kwargs["fused"] = True  # one kernel for all parameters instead of a loop of small ones
     kwargs.update(extra)
     return torch.optim.AdamW(params, **kwargs)
+
+
+def fused_capable(params: Any) -> bool:
+    """Whether torch's fused AdamW applies: every parameter a floating-point CUDA tensor.
+
+    (torch also fuses on CPU, but it is kept to CUDA, where it is the reference trainers' choice.)"""
+    import torch
+
+    params = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    return bool(params) and all(p.device.type == "cuda" and torch.is_floating_point(p) for p in params)
 
 
 def _torch_sgd(params: Any, config: ResolvedConfig, extra: dict[str, Any]) -> Any:

@@ -89,6 +89,7 @@ class Runner:
 
         from vtrain.optim import build_lr_scheduler, build_optimizer
         from vtrain.rng import seed_everything
+        from vtrain.training import ddp
         from vtrain.training.loop import TrainingLoop
         from vtrain.training.schedule import plan_run_length
         from vtrain.training.summary import print_summary
@@ -99,6 +100,7 @@ class Runner:
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             cpu=not _has_accelerator(),
+            kwargs_handlers=ddp.accelerator_handlers(),
         )
         run = RunContext(config=config, family=self.family, hooks=self.hooks, output_dir=output_dir,
                          plugins=self.plugin_infos(), accelerator=accelerator)
@@ -128,7 +130,10 @@ class Runner:
             params = [p for _, p in bundle.trainable_named_parameters()]
             optimizer = build_optimizer(params, config, self.optimizers)
             lr_scheduler = build_lr_scheduler(optimizer, config, length.total_steps)
-            bundle.runtime_model = accelerator.prepare_model(bundle.model)
+            if accelerator.num_processes > 1:
+                ddp.exclude_frozen_from_ddp(bundle.model)
+            # placement is done (place_model); a second .to() would undo group offload
+            bundle.runtime_model = accelerator.prepare_model(bundle.model, device_placement=False)
             seed_everything(config.seed + accelerator.process_index)  # different noise on each rank
             if accelerator.is_main_process:
                 print_summary(run, length, optimizer_name=config.optimizer, extra=self.hooks.describe_run(run))
@@ -145,6 +150,8 @@ class Runner:
             return result
         except BaseException as error:
             self.hooks.on_run_error(run, error)
+            if accelerator.num_processes > 1:
+                ddp.abort_process_group()  # the other ranks stop now, not at the process-group timeout
             raise
         finally:
             accelerator.end_training()
