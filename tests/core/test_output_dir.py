@@ -226,3 +226,12 @@ def test_checkpoints_without_a_manifest_are_still_checked(tmp_path: Path, capsys
     with pytest.raises(ConfigError) as caught:
         load_checkpoint(tmp_path / "checkpoint-1", {"w": weight}, optimizer, scheduler, {}, 0)
     assert "optimizer.pt cannot be used: UnpicklingError" in str(caught.value)
+
+
+def test_a_run_that_stopped_before_training_does_not_block_the_next(tinyflow_config: dict, make_runner) -> None:
+    tinyflow_config.update(max_train_steps=2, gradient_accumulation_steps=64)  # more than the data holds
+    with pytest.raises(ConfigError, match="not enough samples for one update"):
+        make_runner(tinyflow_config).run()
+    assert (Path(tinyflow_config["output_dir"]) / "run_info.json").is_file()
+    tinyflow_config.update(gradient_accumulation_steps=1)  # fixed: the same command runs, nothing to protect yet
+    assert make_runner(tinyflow_config).run().steps == 2
