@@ -72,6 +72,7 @@ def compare(model_type: str, acc: Any, folder: Path, **options: Any) -> dict[str
         dist.all_reduce(loss)
         record["loss"].append(float(loss) / 2)
     record["fraction"] = local_fraction(sharded.model)
+    record["master_dtypes"] = sorted({str(p.to_local().dtype) for p in params})
     with consolidated(sharded.model) as holder:
         if holder:
             full = {name.replace("._checkpoint_wrapped_module", ""): p for name, p in sharded.model.named_parameters()}
@@ -122,6 +123,8 @@ def main(folder: Path) -> None:
                                        fsdp_reshard_after_forward=False, fsdp_offload_params=True),
                # HSDP's 2-D mesh: 2 model copies x 1 shard (gradients all-reduced between the copies)
                "hsdp": compare("lora", acc, folder, fsdp_replicate_degree=2),
+               # bf16 policy: gathered in bf16 for compute, fp32 masters stay sharded, fp32 gradient reduction
+               "bf16": compare("full", acc, folder, mixed_precision="bf16"),
                "efficient": efficient_loading(acc, folder)}
     (folder / f"rank{acc.process_index}.json").write_text(json.dumps(results))
     acc.wait_for_everyone()

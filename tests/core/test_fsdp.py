@@ -81,6 +81,10 @@ def test_sharded_training_equals_one_process_and_each_rank_holds_half(tmp_path: 
         assert result["hsdp"]["loss"] == pytest.approx(result["hsdp"]["ref_loss"], rel=1e-5, abs=1e-6)
         assert result["hsdp"]["fraction"] == 1.0
     assert ranks[0]["hsdp"]["max_weight_diff"] < 1e-5
+    for result in ranks:  # bf16 compute against the fp32 single process: close, with fp32 masters kept sharded
+        assert result["bf16"]["loss"] == pytest.approx(result["bf16"]["ref_loss"], rel=2e-2)
+        assert result["bf16"]["norm"] == pytest.approx(result["bf16"]["ref_norm"], rel=3e-2)
+        assert result["bf16"]["master_dtypes"] == ["torch.float32"] and result["bf16"]["fraction"] == 0.5
     # fsdp_cpu_ram_efficient_loading: only rank 0 read the weights file; the shards equal the file
     assert len(ranks[0]["efficient"]["reads"]) == 1 and ranks[1]["efficient"]["reads"] == []
     assert ranks[0]["efficient"]["equal_to_file"] and ranks[1]["efficient"]["fraction"] == pytest.approx(0.5, abs=0.05)
