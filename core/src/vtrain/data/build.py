@@ -16,7 +16,7 @@ from typing import Any
 from vtrain.data.cache import CacheStore, cache_key
 from vtrain.data.caching import CacheJob, CacheReport, build_cache
 from vtrain.data.dataset import CachedVideoDataset, DatasetPart, Sample
-from vtrain.data.media_io import load_pixels
+from vtrain.data.media_io import load_audio, load_pixels
 from vtrain.data.scan import ScannedItem, ScanResult, scan_backend
 from vtrain.data.spec import DataPlan, MediaBackend, parse_backends
 from vtrain.errors import ConfigError, Problem
@@ -100,12 +100,19 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
                 write_batch_size=scan.backend.write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
                 description=f"caching latents ({scan.backend.id})",
                 unit="clip" if scan.backend.is_video else "image", show_progress=ctx.show_progress)))
+            if ctx.traits.audio_sample_rate and scan.backend.is_video:
+                jobs = [_audio_job(item, vae_keys[(scan.backend.id, item.path)], ctx.traits) for item in scan.items]
+                reports.append((f"audio latents {scan.backend.id!r}", build_cache(
+                    jobs, audio_store(scan.backend, compress), ctx.encode, input_name="audio",
+                    batch_size=scan.backend.vae_batch_size, write_batch_size=scan.backend.write_batch_size,
+                    rank=ctx.rank, world_size=ctx.world_size, description=f"caching audio ({scan.backend.id})",
+                    unit="clip", show_progress=ctx.show_progress)))
     ctx.barrier()
     for label, report in reports:
         say(f"{label}: {report.total} entries, {report.cached_before} already cached, {report.built} built"
             + (f", {report.failed} unreadable" if report.failed else "") + f" on this process ({report.seconds:.1f}s)")
     return _assemble(plan, scans, config, vae_keys, text_keys, empty_key, text_stores, say, reports,
-                     i2v_default=ctx.traits.i2v_default)
+                     i2v_default=ctx.traits.i2v_default, audio_rate=ctx.traits.audio_sample_rate)
 
 
 def _scan_all(plan: DataPlan, config: Any, ctx: DataContext, say: Callable[[str], None]) -> list[ScanResult]:
@@ -147,6 +154,25 @@ def _latent_job(backend: MediaBackend, item: ScannedItem, key: str) -> CacheJob:
                     (item.geometry.size, item.geometry.frames), str(item.path), meta)
 
 
+def audio_store(backend: MediaBackend, compress: bool) -> CacheStore:
+    """Where a video backend's encoded sound lives: beside its latents, under the same content keys."""
+    return CacheStore(backend.cache_dir_vae / "audio", compress)
+
+
+def audio_samples(item: ScannedItem, rate: int) -> int:
+    """Samples of sound that go with the frames ``item`` trains on."""
+    return max(1, round(item.geometry.frames / item.info.fps * rate)) if item.info.fps > 0 else 0
+
+
+def _audio_job(item: ScannedItem, key: str, traits: FamilyTraits) -> CacheJob:
+    """The clip's sound for exactly the frames used, keyed like its latents (a failure means: no sound)."""
+    meta = (("source", str(item.path)), ("sample_rate", str(traits.audio_sample_rate)),
+            ("channels", str(traits.audio_channels)))
+    return CacheJob(key, lambda: load_audio(item.path, item.geometry.frames, item.info.fps, traits.audio_sample_rate,
+                                            traits.audio_channels),
+                    audio_samples(item, traits.audio_sample_rate), str(item.path), meta)
+
+
 class _offload:
     """``offload_during_startup``: only the encoder in use sits on the accelerator while caching."""
 
@@ -158,7 +184,7 @@ class _offload:
     def _kind(self, name: str) -> str | None:
         if name.startswith("text_encoder"):
             return "text"
-        if name == "vae" or name.startswith("vae"):
+        if "vae" in name:  # vae, audio_vae ...: every latent encoder caches in the same phase
             return "vae"
         return None
 
@@ -192,7 +218,7 @@ def _device_of(module: Any) -> Any:
 def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: dict[tuple[str, Path], str],
               text_keys: dict[str, str], empty_key: str, text_stores: dict[str, CacheStore],
               say: Callable[[str], None], cache_reports: list[tuple[str, CacheReport]],
-              i2v_default: bool = False) -> CachedVideoDataset:
+              i2v_default: bool = False, audio_rate: int = 0) -> CachedVideoDataset:
     batch = int(config.get("train_batch_size", 1))
     per_update = batch * int(config.get("gradient_accumulation_steps", 1))
     compress = bool(config.get("compress_disk_cache", False))
@@ -203,15 +229,22 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
     for scan in scans:
         backend = scan.backend
         store = CacheStore(backend.cache_dir_vae, compress)
+        sounds = audio_store(backend, compress) if audio_rate and backend.is_video else None
         skipped = list(scan.skipped)
+        silent: list[tuple[Path, str]] = []
         samples: list[Sample] = []
         for item in scan.items:
             key = vae_keys[(backend.id, item.path)]
             if not store.has(key):
                 skipped.append((item.path, store.failure(key) or "not in the cache after building (see the log above)"))
                 continue
-            samples.append(Sample(backend.id, item.path, item.bucket, key, text_keys[item.caption],
-                                  _is_i2v(backend, i2v_default), item.info.fps))
+            audio_key, bucket = None, item.bucket
+            if sounds is not None and sounds.has(key):  # with sound: its own bucket, so batches never mix
+                audio_key, bucket = key, f"{item.bucket}+audio{audio_samples(item, audio_rate)}"
+            elif sounds is not None:
+                silent.append((item.path, sounds.failure(key) or "no audio in the cache"))
+            samples.append(Sample(backend.id, item.path, bucket, key, text_keys[item.caption],
+                                  _is_i2v(backend, i2v_default), item.info.fps, audio_key))
         copies = 1 + backend.repeats
         by_bucket: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):
@@ -236,6 +269,10 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
         if backend.is_video:
             lines.append(f"  frames: num_frames {backend.video.num_frames}, family rule {scan_rule(scan)}, "
                          f"bucket_strategy {backend.video.bucket_strategy}")
+        if sounds is not None:
+            lines.append(f"  sound: {len(samples) - len(silent)} clip(s) with sound, {len(silent)} without "
+                         "(trained video-only)")
+            lines.extend(f"    no sound {path}: {reason}" for path, reason in silent)
         for path, reason in skipped:
             lines.append(f"  skipped {path}: {reason}")
         for path, reason in scan.deleted:
@@ -243,7 +280,7 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
         if max(kept.values(), default=0) < per_update or len(part_slots) <= backend.vae_batch_size:
             problems.append(_too_small(backend, samples, by_bucket, copies, per_update, skipped))
         parts.append(DatasetPart(backend.id, samples, store, text_stores[plan.text_backend_for(backend).id],
-                                 backend.repeats, backend.probability, backend.caption_dropout_probability))
+                                 backend.repeats, backend.probability, backend.caption_dropout_probability, sounds))
         slots.extend(part_slots)
     for line in lines:
         say(line)

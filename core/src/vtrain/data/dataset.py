@@ -26,6 +26,7 @@ class Sample:
     text_key: str
     is_i2v: bool
     fps: float
+    audio_key: str | None = None  # the clip's sound in the part's audio store (None: a clip without sound)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class DatasetPart:
     repeats: int
     probability: float
     caption_dropout: float
+    audio_store: CacheStore | None = None
 
 
 def stable_uniform(*parts: object) -> float:
@@ -56,9 +58,10 @@ class CachedVideoDataset:
     ``probability`` below 1, the slots of each bucket are re-dealt every epoch (seeded by seed and
     epoch) so each part fills a share proportional to ``probability x its slots``.
 
-    A sample is the part's cached latents merged with its caption's cached embedding (or the
-    empty-prompt embedding, with the part's ``caption_dropout`` chance, decided by seed, epoch and
-    index), plus ``is_i2v`` as a bool tensor.
+    A sample is the part's cached latents (and, for a family that takes audio, the cached encoding of
+    the clip's sound) merged with its caption's cached embedding (or the empty-prompt embedding,
+    with the part's ``caption_dropout`` chance, decided by seed, epoch and index), plus ``is_i2v``
+    as a bool tensor.
     """
 
     def __init__(self, parts: list[DatasetPart], slots: list[tuple[int, int]], empty_text_key: str,
@@ -134,6 +137,8 @@ class CachedVideoDataset:
         part = self.parts[part_index]
         sample = part.samples[sample_index]
         item: dict[str, Any] = dict(part.vae_store.read(sample.vae_key))
+        if sample.audio_key is not None and part.audio_store is not None:
+            item.update(part.audio_store.read(sample.audio_key))  # the encoded sound of the same frames
         drop = part.caption_dropout > 0 and stable_uniform(self.seed, self.epoch, index, "caption") < part.caption_dropout
         item.update(self._text(part_index, self.empty_text_key if drop else sample.text_key))
         item["is_i2v"] = torch.tensor(sample.is_i2v)

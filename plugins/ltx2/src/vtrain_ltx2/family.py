@@ -65,7 +65,11 @@ class LTX2Family:
                 "spatial_compression": int(vae.spatial_compression_ratio),
                 "temporal_compression": int(vae.temporal_compression_ratio),
                 "latent_channels": int(vae.config.latent_channels), "source": config.pretrained_model_name_or_path,
-                "audio_sample_rate": int(audio_vae.config.sample_rate)}
+                "audio_sample_rate": int(audio_vae.config.sample_rate),
+                # the keys that change cached latents / text embeddings besides the core's identity keys
+                "cache_identity": {"vae": {key: str(config.get(key)) for key in ("ltx2_vae_path", "ltx2_audio_vae_path")},
+                                   "text": {key: str(config.get(key)) for key in ("ltx2_text_encoder_path",
+                                                                                  "ltx2_text_max_length")}}}
         components = {"vae": vae, "audio_vae": audio_vae, "vocoder": vocoder, "connectors": connectors,
                       "text_encoder": text_encoder, "tokenizer": tokenizer}
         return ModelBundle(family=FAMILY, model=transformer, noise_scheduler=scheduler, meta=meta, components=components)
