@@ -158,3 +158,20 @@ def test_impossible_modes_are_refused_at_configure_time(ltx2_config: dict[str, A
     with pytest.raises(ConfigError) as info:
         Runner.from_config({**ltx2_config, **overrides})
     assert key in str(info.value)
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    ({"ltx2_audio": "frozen"}, "ltx2_audio"),
+    ({"ltx2_video": "frozen"}, "ltx2_audio"),
+    ({"ltx2_ic_lora": True}, "ltx2_ic_lora"),
+])
+def test_modes_are_checked_against_the_data(ltx2_config: dict[str, Any], overrides: dict[str, Any], key: str) -> None:
+    """a2v / v2a need sound in every clip, IC-LoRA a reference for every clip: refused before training, with the fix."""
+    from vtrain.errors import ConfigError
+    from vtrain.runner import Runner
+
+    runner = Runner.from_config({**ltx2_config, **overrides, "max_train_steps": 1},
+                                plugins=[SyntheticAVPlugin(count=2, frames=9, with_audio=False)])
+    with pytest.raises(ConfigError) as info:
+        runner.run()
+    assert key in str(info.value) and "sample 0" in str(info.value)

@@ -103,3 +103,45 @@ def check_config(config: ResolvedConfig, problems: ProblemCollector) -> None:
     if config.ltx2_validation_image and not Path(config.ltx2_validation_image).is_file():
         problems.add("ltx2_validation_image", f"file not found: {config.ltx2_validation_image}",
                      "check the path (relative to the current directory)")
+
+
+def _sample_streams(dataset: Any) -> list[tuple[str, bool, bool]]:
+    """(name, has sound, has reference) per distinct sample; cheap for the core's cached dataset."""
+    parts = getattr(dataset, "parts", None)
+    if parts is not None:
+        return [(str(s.path), s.audio_key is not None, getattr(s, "reference_key", None) is not None)
+                for part in parts for s in part.samples]
+    out = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        out.append((f"sample {index}", "audio_latents" in item, "reference_latents" in item))
+    return out
+
+
+def check_data(config: ResolvedConfig, dataset: Any) -> None:
+    """The modes against the data, once it is built: raise :class:`ConfigError` naming the samples and the fix.
+
+    Clips without sound are fine while audio is generated alongside generated video (they train video-only),
+    but a2v (audio frozen), v2a (video frozen) and audio-only need sound in every clip, and IC-LoRA needs a
+    reference for every clip.
+    """
+    from vtrain.errors import ConfigError, Problem
+
+    streams = _sample_streams(dataset)
+    problems = []
+    needs_sound = config.ltx2_audio == "frozen" or (config.ltx2_audio == "generated" and config.ltx2_video != "generated")
+    silent = [name for name, sound, _ in streams if not sound]
+    if needs_sound and silent:
+        mode = "a2v (ltx2_audio frozen)" if config.ltx2_audio == "frozen" else \
+            f"ltx2_video {config.ltx2_video} with generated audio"
+        problems.append(Problem("ltx2_audio", f"{mode} needs sound in every clip; {len(silent)} have none: "
+                                f"{', '.join(silent[:5])}", "add an audio track to those clips or remove them from the dataset"))
+    if config.ltx2_ic_lora:
+        missing = [name for name, _, reference in streams if not reference]
+        if missing:
+            problems.append(Problem("ltx2_ic_lora", f"IC-LoRA needs a reference clip for every sample; {len(missing)} "
+                                    f"have none: {', '.join(missing[:5])}",
+                                    'set "conditioning_data_dir" on the video dataset (reference clips with the same '
+                                    "file names), or set ltx2_ic_lora to false"))
+    if problems:
+        raise ConfigError(problems)

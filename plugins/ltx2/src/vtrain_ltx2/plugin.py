@@ -67,9 +67,13 @@ def describe_run(run: Any) -> list[str] | None:
 
 @hookimpl
 def on_run_start(run: Any) -> None:
-    """Keep the IC-LoRA reference of the first training sample for validation."""
-    if run.family.name != "ltx2" or run.bundle is None or run.dataset is None or not run.config.ltx2_ic_lora:
+    """Check the modes against the built data; keep the first IC-LoRA reference for validation."""
+    if run.family.name != "ltx2" or run.bundle is None or run.dataset is None:
         return
-    from vtrain_ltx2.validation import remember_reference
+    from vtrain_ltx2.checks import check_data
 
-    remember_reference(run.bundle, run.dataset)
+    check_data(run.config, run.dataset)
+    if run.config.ltx2_ic_lora:
+        from vtrain_ltx2.validation import remember_reference
+
+        remember_reference(run.bundle, run.dataset)
