@@ -27,6 +27,7 @@ class Sample:
     is_i2v: bool
     fps: float
     audio_key: str | None = None  # the clip's sound in the part's audio store (None: a clip without sound)
+    reference_key: str | None = None  # its paired reference clip in the part's reference store
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class DatasetPart:
     probability: float
     caption_dropout: float
     audio_store: CacheStore | None = None
+    reference_store: CacheStore | None = None
 
 
 def stable_uniform(*parts: object) -> float:
@@ -139,6 +141,8 @@ class CachedVideoDataset:
         item: dict[str, Any] = dict(part.vae_store.read(sample.vae_key))
         if sample.audio_key is not None and part.audio_store is not None:
             item.update(part.audio_store.read(sample.audio_key))  # the encoded sound of the same frames
+        if sample.reference_key is not None and part.reference_store is not None:
+            item.update(part.reference_store.read(sample.reference_key))
         drop = part.caption_dropout > 0 and stable_uniform(self.seed, self.epoch, index, "caption") < part.caption_dropout
         item.update(self._text(part_index, self.empty_text_key if drop else sample.text_key))
         item["is_i2v"] = torch.tensor(sample.is_i2v)

@@ -34,7 +34,7 @@ _MEDIA_KEYS: dict[str, str] = {
     "crop_aspect": "str", "crop_aspect_buckets": "list", "aspect_bucket_rounding": "int",
     "disable_bucket_pruning": "bool", "caption_strategy": "str", "instance_prompt": "str",
     "metadata_backend": "str", "caption_dropout_probability": "float", "text_embeds": "str",
-    "video": "dict", "vae_batch_size": "int",
+    "video": "dict", "vae_batch_size": "int", "conditioning_data_dir": "path", "conditioning_downscale": "int",
 }
 _TEXT_KEYS: dict[str, str] = {"cache_dir": "path"}
 _VIDEO_KEYS: dict[str, str] = {
@@ -85,6 +85,8 @@ class MediaBackend:
     vae_batch_size: int
     text_embeds: str | None
     video: VideoSection = field(default_factory=VideoSection)
+    conditioning_data_dir: Path | None = None  # paired reference clips (same relative names), e.g. for IC-LoRA
+    conditioning_downscale: int = 1  # references are read at the sample's size divided by this
 
     @property
     def is_video(self) -> bool:
@@ -363,6 +365,13 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     vae_batch_size = _first_set(values.get("vae_batch_size"), _global(config, "vae_batch_size", 4))
     if vae_batch_size < 1:
         check.add(f"{where}.vae_batch_size", "must be at least 1")
+    conditioning = values.get("conditioning_data_dir")
+    if conditioning and not Path(conditioning).is_dir():
+        check.add(f"{where}.conditioning_data_dir", f"folder not found: {conditioning}",
+                  "a folder of reference clips named like the dataset's files (relative paths start at the current directory)")
+    downscale = _first_set(values.get("conditioning_downscale"), 1)
+    if downscale < 1:
+        check.add(f"{where}.conditioning_downscale", "must be at least 1 (references at the size divided by it)")
     if len(check.problems) > before:
         return None
     return MediaBackend(
@@ -376,7 +385,8 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
         caption_strategy=caption_strategy, instance_prompt=values.get("instance_prompt"),
         caption_dropout_probability=float(dropout), repeats=int(repeats), probability=float(probability),
         write_batch_size=write_batch_size, vae_batch_size=int(vae_batch_size), text_embeds=values.get("text_embeds"),
-        video=video,
+        video=video, conditioning_data_dir=Path(str(conditioning)) if conditioning else None,
+        conditioning_downscale=int(downscale),
     )
 
 

@@ -84,3 +84,38 @@ def test_sound_is_cached_beside_the_latents_and_silent_clips_train_without(sound
     seen.clear()
     build_datasets(config, ctx)  # cached: nothing is decoded or encoded again
     assert not seen
+
+
+def test_paired_references_are_cached_and_a_clip_without_one_is_skipped(sound_clips: Path, tmp_path: Path) -> None:
+    import shutil
+
+    references = tmp_path / "references"
+    references.mkdir()
+    for name in ("loud_0.mp4", "loud_1.mp4", "silent.mp4"):
+        shutil.copy(sound_clips / "videos" / name, references / name)
+    entry = video_backend(sound_clips, tmp_path, conditioning_data_dir=str(references), conditioning_downscale=2)
+    backends = write_backends(tmp_path / "backends.json", [entry, text_backend(tmp_path)])
+    config = make_config(str(backends))
+    family = TinyFlowFamily()
+    shapes: list[tuple[int, ...]] = []
+
+    def encode(batch: dict[str, Any]) -> dict[str, Any]:
+        if "reference_pixels" in batch:
+            shapes.append(tuple(batch["reference_pixels"].shape))
+            return {"reference_latents": batch["reference_pixels"].mean(dim=(1, 2))}
+        return family.encode_batch(None, batch, config)  # type: ignore[arg-type]
+
+    messages: list[str] = []
+    ctx = DataContext(encode=encode, family=family.name, traits=family.traits, identity={"text": {"classes": 4}},
+                      say=messages.append, show_progress=False)
+    dataset = build_datasets(config, ctx)
+    kept = sorted(Path(s.path).name for part in dataset.parts for s in part.samples)
+    assert kept == ["loud_0.mp4", "loud_1.mp4", "silent.mp4"]
+    assert any("skipped" in m and "loud_2.mp4" in m and "no reference clip" in m for m in messages)
+    # the sample's frames, at half the sample's size (the 96x64 sources train at about 80x48)
+    assert shapes and all(shape[1:3] == (17, 3) and shape[3] < 40 and shape[4] < 56 for shape in shapes)
+    assert all("reference_latents" in dataset[i] for i in range(len(dataset)))
+    with pytest.raises(Exception, match="conditioning_data_dir"):
+        bad = write_backends(tmp_path / "bad.json", [video_backend(sound_clips, tmp_path, conditioning_data_dir=str(
+            tmp_path / "nowhere")), text_backend(tmp_path)])
+        build_datasets(make_config(str(bad)), ctx)
