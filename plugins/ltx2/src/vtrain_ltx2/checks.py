@@ -46,7 +46,8 @@ def check_modes(config: ResolvedConfig, problems: ProblemCollector) -> None:
     if "generated" not in (video, audio):
         problems.add("ltx2_video", f"ltx2_video={video} and ltx2_audio={audio}: no modality is generated, nothing would train",
                      "set ltx2_video or ltx2_audio to generated (a2v: audio frozen; v2a: video frozen)")
-    conditions = [key for key, on in (("ltx2_i2v_probability", config.ltx2_i2v_probability > 0),
+    conditions = [key for key, on in (("ltx2_i2v_probability", config.ltx2_i2v_probability > 0
+                                       and config.explicitly_set("ltx2_i2v_probability")),
                                       ("ltx2_extension_frames", config.ltx2_extension_frames > 0),
                                       ("ltx2_ic_lora", config.ltx2_ic_lora)) if on]
     for key in conditions:

@@ -73,9 +73,10 @@ def declare_options(registry: Any) -> None:
                  "training; clips without sound train this way automatically).", choices=MODALITY_MODES, **own)
     registry.add("ltx2_video_loss_weight", "float", 1.0, "Weight of the video flow-matching term.", minimum=0, **own)
     registry.add("ltx2_audio_loss_weight", "float", 1.0, "Weight of the audio flow-matching term.", minimum=0, **own)
-    registry.add("ltx2_i2v_probability", "float", 0.0,
+    registry.add("ltx2_i2v_probability", "float", 0.1,
                  "Image-to-video: the probability that a sample's first latent frame is given clean (per-token "
-                 "timestep 0, out of the loss). ltx-trainer's first_frame_conditioning_p.", minimum=0, maximum=1, **own)
+                 "timestep 0, out of the loss); 0.1 as ltx-trainer's first_frame_conditioning_p, so one LoRA serves "
+                 "text- and image-to-video. Only while the video is generated.", minimum=0, maximum=1, **own)
     registry.add("ltx2_extension_frames", "int", 0,
                  "Video extension: this many latent frames at ltx2_extension_from are given clean (timestep 0, out "
                  "of the loss); the model learns to continue them.", minimum=0, **own)

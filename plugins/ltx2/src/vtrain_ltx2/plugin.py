@@ -58,7 +58,7 @@ def describe_run(run: Any) -> list[str] | None:
         return None
     layout = run.bundle.meta.get("layout")
     config = run.config
-    conditions = [name for name, on in (("i2v", config.ltx2_i2v_probability > 0),
+    conditions = [name for name, on in (("i2v", config.ltx2_i2v_probability > 0 and config.ltx2_video == "generated"),
                                         ("extension", config.ltx2_extension_frames > 0),
                                         ("ic_lora", config.ltx2_ic_lora)) if on]
     return [f"ltx2: {layout.describe() if layout else 'layout unknown'}",

@@ -13,7 +13,7 @@ import pytest
 
 
 def tiny_ltx2_config(model_dir: Path, output_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """A LoRA run on the tiny model: fp32, no autocast, 4 updates of batch 2, seeded, 32 text tokens."""
+    """A LoRA run on the tiny model: fp32, no autocast, 4 updates of batch 2, seeded, 32 text tokens, no i2v."""
     config = {
         "model_family": "ltx2",
         "pretrained_model_name_or_path": str(model_dir),
@@ -28,6 +28,7 @@ def tiny_ltx2_config(model_dir: Path, output_dir: Path, **overrides: Any) -> dic
         "max_grad_norm": 1.0,
         "grad_clip_method": "norm",
         "ltx2_text_max_length": 32,
+        "ltx2_i2v_probability": 0.0,  # tests switch image-to-video on where they test it
     }
     config.update(overrides)
     return config
