@@ -66,11 +66,14 @@ def draw_sigmas(batch: dict[str, Any], size: int, shape: tuple[int, ...], config
     return shift_sigmas(sigmas, shift) if shift is not None else sigmas
 
 
-def video_condition_mask(batch: dict[str, Any], x0: torch.Tensor, config: ResolvedConfig) -> torch.Tensor:
-    """(B, F', H', W') float, 1 where a video latent is a clean condition (first frame, extension frames)."""
+def video_condition_mask(batch: dict[str, Any], x0: torch.Tensor, config: ResolvedConfig) -> torch.Tensor | None:
+    """(B, F', H', W') float, 1 where a video latent is a clean condition (first frame, extension frames);
+    None when no condition is configured (the common text-to-video step does no mask work)."""
     import torch
 
     size, frames = x0.shape[0], x0.shape[2]
+    if (float(config.ltx2_i2v_probability) <= 0 or frames < 2) and int(config.ltx2_extension_frames) <= 0:
+        return None
     mask = torch.zeros(size, frames, *x0.shape[3:], device=x0.device)
     probability = float(config.ltx2_i2v_probability)
     if probability > 0 and frames > 1:
@@ -127,10 +130,13 @@ def build_forward(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedCo
     noise = batch["noise"].to(device, x0.dtype) if batch.get("noise") is not None else torch.randn_like(x0)
     tokens = LTX2Pipeline._pack_latents(x0, 1, 1)
     if modes.video == "generated":
-        condition = LTX2Pipeline._pack_latents(video_condition_mask(batch, x0, config)[:, None], 1, 1).squeeze(-1)
-        noisy = LTX2Pipeline._pack_latents((1 - sigmas.view(-1, 1, 1, 1, 1)) * x0 + sigmas.view(-1, 1, 1, 1, 1) * noise, 1, 1)
-        hidden = noisy * (1 - condition[..., None]) + tokens * condition[..., None]
-        video_t = timestep[:, None] * (1 - condition) if bool(condition.any()) else timestep
+        frame_mask = video_condition_mask(batch, x0, config)
+        condition = None if frame_mask is None else LTX2Pipeline._pack_latents(frame_mask[:, None], 1, 1).squeeze(-1)
+        hidden = LTX2Pipeline._pack_latents((1 - sigmas.view(-1, 1, 1, 1, 1)) * x0 + sigmas.view(-1, 1, 1, 1, 1) * noise, 1, 1)
+        video_t = timestep
+        if condition is not None:
+            hidden = hidden * (1 - condition[..., None]) + tokens * condition[..., None]
+            video_t = timestep[:, None] * (1 - condition)
         video_sigma = timestep
     else:
         condition = torch.ones(tokens.shape[:2], device=device)
@@ -162,7 +168,7 @@ def build_forward(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedCo
         spatio_temporal_guidance_blocks=None, perturbation_mask=None, use_cross_timestep=True,
         attention_kwargs=None, return_dict=False)
     extras = dict(modes=modes, sigmas=sigmas, video_target=LTX2Pipeline._pack_latents(noise - x0, 1, 1),
-                  video_weight=1 - condition, audio_target=audio_noise - a0, video_tokens=tokens.shape[1], model=model)
+                  video_weight=None if condition is None else 1 - condition, audio_target=audio_noise - a0, video_tokens=tokens.shape[1], model=model)
     return kwargs, extras
 
 
@@ -201,17 +207,20 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
     modes: Modes = extras["modes"]
     terms: dict[str, torch.Tensor] = {}
     metrics: dict[str, float] = {"sigma_mean": float(extras["sigmas"].mean())}
-    total = video_pred.sum() * 0.0 + audio_pred.sum() * 0.0  # keeps the graph when one modality is frozen
+    total: Any = 0.0  # at least one modality is generated (batch_modes), so total becomes a tensor
     if modes.video == "generated":
         prediction = video_pred[:, : extras["video_tokens"]].float()
-        error = ((prediction - extras["video_target"]) ** 2).mean(dim=-1)
         weight = extras["video_weight"]
-        video_loss = (error * weight).sum() / weight.sum().clamp_min(1)
+        if weight is None:
+            video_loss = ((prediction - extras["video_target"]) ** 2).mean()
+        else:  # clean condition tokens are out of the loss
+            error = ((prediction - extras["video_target"]) ** 2).mean(dim=-1)
+            video_loss = (error * weight).sum() / weight.sum().clamp_min(1)
+            metrics["condition_fraction"] = float(1 - weight.mean())
         weighted = video_loss * float(config.ltx2_video_loss_weight)
         total = total + weighted
         terms["video_flow"] = weighted.detach()
         metrics["video_loss"] = float(video_loss.detach())
-        metrics["condition_fraction"] = float(1 - weight.mean())
     if modes.audio == "generated":
         audio_loss = ((audio_pred.float() - extras["audio_target"]) ** 2).mean()
         weighted = audio_loss * float(config.ltx2_audio_loss_weight)
