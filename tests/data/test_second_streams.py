@@ -119,3 +119,48 @@ def test_paired_references_are_cached_and_a_clip_without_one_is_skipped(sound_cl
         bad = write_backends(tmp_path / "bad.json", [video_backend(sound_clips, tmp_path, conditioning_data_dir=str(
             tmp_path / "nowhere")), text_backend(tmp_path)])
         build_datasets(make_config(str(bad)), ctx)
+
+
+def test_an_audio_dataset_of_sound_files_and_captions(tmp_path: Path) -> None:
+    """wav/flac/mp3 + captions: each file's first audio_seconds become one sample; short files are skipped."""
+    import av
+
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    for name, seconds, suffix in (("long", 1.5, ".wav"), ("also_long", 2.0, ".flac"), ("short", 0.4, ".wav")):
+        path = folder / f"{name}{suffix}"
+        with av.open(str(path), mode="w") as container:
+            stream = container.add_stream("pcm_s16le" if suffix == ".wav" else "flac", rate=22050, layout="mono")
+            samples = (np.sin(np.arange(round(seconds * 22050)) / 20) * 8000).astype(np.int16)[None]
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 22050, 0
+            for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+                container.mux(packet)
+        write_caption(path, f"a tone called {name}")
+    entry = {"id": "sounds", "type": "local", "dataset_type": "audio", "instance_data_dir": str(folder),
+             "cache_dir_vae": str(tmp_path / "cache" / "sounds"), "caption_strategy": "textfile", "audio_seconds": 1.0,
+             "repeats": 2}
+    backends = write_backends(tmp_path / "backends.json", [entry, text_backend(tmp_path)])
+    config = make_config(str(backends))
+    family = TinyFlowFamily()
+    seen: list[tuple[int, ...]] = []
+
+    def encode(batch: dict[str, Any]) -> dict[str, Any]:
+        if "audio" in batch:
+            seen.append(tuple(batch["audio"].shape))
+            return {"audio_latents": batch["audio"][:, :, ::100].clone()}
+        return family.encode_batch(None, batch, config)  # type: ignore[arg-type]
+
+    messages: list[str] = []
+    traits = dataclasses.replace(family.traits, audio_sample_rate=RATE, audio_channels=2)
+    ctx = DataContext(encode=encode, family=family.name, traits=traits, identity={"text": {"classes": 4}},
+                      say=messages.append, show_progress=False)
+    dataset = build_datasets(config, ctx)
+    assert sorted(Path(s.path).name for s in dataset.parts[0].samples) == ["also_long.flac", "long.wav"]
+    assert any("short.wav" in m and "audio_seconds is 1" in m for m in messages)
+    assert seen and all(shape[1:] == (2, RATE) for shape in seen)
+    item = dataset[0]
+    assert "audio_latents" in item and "latents" not in item and float(item["fps"]) == 0
+    with pytest.raises(Exception, match="takes no audio"):
+        build_datasets(config, DataContext(encode=encode, family=family.name, traits=family.traits,
+                                           identity={"text": {"classes": 4}}, show_progress=False))

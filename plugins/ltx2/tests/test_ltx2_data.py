@@ -52,3 +52,34 @@ def test_clips_with_sound_and_references_train_through_the_data_layer(ltx2_confi
     expected = [encode_audio(bundle, render_audio(spec, 9 / 24, 16000).unsqueeze(0))[0] for spec in specs]
     matches = sorted(min((0, 1, 3), key=lambda i: float((entry - expected[i]).abs().mean())) for entry in stored)
     assert matches == [0, 1, 3]
+
+
+def test_audio_only_training_from_sound_files_writes_wav_validation(ltx2_config: dict[str, Any], tmp_path: Path) -> None:
+    import wave
+
+    from vtrain.runner import Runner
+    from vtrain_ltx2.validation import write_wav
+
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    for index, spec in enumerate(clip_specs(2)):
+        path = sounds / f"tone_{index}.wav"
+        write_wav(path, render_audio(spec, 0.6, 22050), 22050)
+        path.with_suffix(".txt").write_text(spec.caption)
+    backends = [{"id": "sounds", "type": "local", "dataset_type": "audio", "instance_data_dir": str(sounds),
+                 "cache_dir_vae": str(tmp_path / "cache" / "sounds"), "caption_strategy": "textfile",
+                 "audio_seconds": 0.5, "repeats": 2},
+                {"id": "text", "type": "local", "dataset_type": "text_embeds", "default": True,
+                 "cache_dir": str(tmp_path / "cache" / "text")}]
+    (tmp_path / "data.json").write_text(json.dumps(backends))
+    config = {**ltx2_config, "data_backend_config": str(tmp_path / "data.json"), "max_train_steps": 2,
+              "train_batch_size": 1, "ltx2_video": "off", "validation_step_interval": 2, "validation_prompt": "a tone",
+              "validation_resolution": "64x64", "validation_num_video_frames": 9, "validation_num_inference_steps": 2,
+              "validation_guidance": 1.0}
+    result = Runner.from_config(config).run()
+    metrics = [json.loads(line) for line in (Path(config["output_dir"]) / "metrics.jsonl").open()]
+    assert all("loss/audio_flow" in m and "loss/video_flow" not in m for m in metrics)
+    assert {p.name for p in result.validation} == {"validation-64x64.wav"}
+    with wave.open(str(result.validation[0])) as handle:
+        assert handle.getframerate() == 24000 and handle.getnchannels() == 2
+        assert abs(handle.getnframes() / 24000 - 9 / 24) < 0.05

@@ -78,9 +78,11 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
 
     for scan in scans:
         for item in scan.items:
+            extra = {"audio_seconds": scan.backend.audio_seconds, "rate": ctx.traits.audio_sample_rate,
+                     "channels": ctx.traits.audio_channels} if scan.backend.is_audio else {}
             vae_keys[(scan.backend.id, item.path)] = cache_key({
                 "kind": "latents", "source": item.digest, "dataset_type": scan.backend.dataset_type,
-                "geometry": item.geometry.as_key(), **vae_identity})
+                "geometry": item.geometry.as_key(), **vae_identity, **extra})
             text_key(item.caption)
     empty_key = text_key("")
     reports = []
@@ -96,12 +98,17 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
     with _offload(ctx, config, keep="vae"):
         for scan in scans:
             store = CacheStore(scan.backend.cache_dir_vae, compress)
-            jobs = [_latent_job(scan.backend, item, vae_keys[(scan.backend.id, item.path)]) for item in scan.items]
+            if scan.backend.is_audio and not ctx.traits.audio_sample_rate:
+                raise ConfigError([Problem(f"data_backend_config: dataset {scan.backend.id!r}.dataset_type",
+                                           f"family {ctx.family} takes no audio", "remove the audio dataset")])
+            jobs = [_latent_job(scan.backend, item, vae_keys[(scan.backend.id, item.path)], ctx.traits)
+                    for item in scan.items]
             reports.append((f"latents {scan.backend.id!r}", build_cache(
-                jobs, store, ctx.encode, input_name="pixels", batch_size=scan.backend.vae_batch_size,
+                jobs, store, ctx.encode, input_name="audio" if scan.backend.is_audio else "pixels",
+                batch_size=scan.backend.vae_batch_size,
                 write_batch_size=scan.backend.write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
                 description=f"caching latents ({scan.backend.id})",
-                unit="clip" if scan.backend.is_video else "image", show_progress=ctx.show_progress)))
+                unit="image" if scan.backend.dataset_type == "image" else "clip", show_progress=ctx.show_progress)))
             if ctx.traits.audio_sample_rate and scan.backend.is_video:
                 jobs = [_audio_job(item, vae_keys[(scan.backend.id, item.path)], ctx.traits) for item in scan.items]
                 reports.append((f"audio latents {scan.backend.id!r}", build_cache(
@@ -158,7 +165,11 @@ def _folder_fingerprint(folder: Path) -> list[tuple[str, int, int]]:
     return entries
 
 
-def _latent_job(backend: MediaBackend, item: ScannedItem, key: str) -> CacheJob:
+def _latent_job(backend: MediaBackend, item: ScannedItem, key: str, traits: FamilyTraits) -> CacheJob:
+    if backend.is_audio:  # an audio dataset's "latents" are its encoded sound (encode_batch gets ``audio``)
+        return CacheJob(key, lambda: load_audio(item.path, 1, 1 / backend.audio_seconds, traits.audio_sample_rate,
+                                                traits.audio_channels),
+                        ("audio", backend.audio_seconds), str(item.path), (("source", str(item.path)),))
     meta = (("source", str(item.path)), ("fps", f"{item.info.fps:g}"), ("frames", str(item.geometry.frames)),
             ("size", "x".join(map(str, item.geometry.size))))
     return CacheJob(key, lambda: load_pixels(item.path, item.info, item.geometry),
@@ -285,7 +296,8 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
             elif sounds is not None:
                 silent.append((item.path, sounds.failure(key) or "no audio in the cache"))
             samples.append(Sample(backend.id, item.path, bucket, key, text_keys[item.caption],
-                                  _is_i2v(backend, i2v_default), item.info.fps, audio_key, reference_key))
+                                  _is_i2v(backend, i2v_default), 0.0 if backend.is_audio else item.info.fps,
+                                  audio_key, reference_key))
         copies = 1 + backend.repeats
         by_bucket: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):

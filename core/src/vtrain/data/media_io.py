@@ -195,8 +195,32 @@ class NoAudio(MediaError):
     """The file has no audio stream (the clip trains without sound; not an unreadable file)."""
 
 
+def probe_audio(path: Path) -> MediaInfo:
+    """An audio file's length: ``frames`` is its sample count at ``fps`` = its sample rate (PyAV)."""
+    if path.stat().st_size == 0:
+        raise MediaError("empty file (0 bytes)")
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise NoAudio("no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            seconds = float(container.duration / 1_000_000) if container.duration else \
+                float((stream.duration or 0) * (stream.time_base or 0))
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"unreadable audio: PyAV: {type(exc).__name__}: {exc}") from None
+    if rate <= 0 or seconds <= 0:
+        raise MediaError("no audio samples")
+    return MediaInfo(0, 0, int(seconds * rate), float(rate), "pyav-audio")
+
+
 def load_audio(path: Path, frames: int, fps: float, sample_rate: int, channels: int) -> torch.Tensor:
     """The sound of video frames ``0 .. frames-1``: float (channels, round(frames / fps * sample_rate)) in [-1, 1].
+    For an audio file, ``frames / fps`` is simply the seconds to read from its start.
 
     Decoded with PyAV and resampled to ``sample_rate`` with ``channels`` (1 mono, 2 stereo: a mono source is
     duplicated, a stereo one down-mixed for mono). The window starts at the first video frame's time (audio

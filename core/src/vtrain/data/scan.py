@@ -11,8 +11,8 @@ from typing import Any
 
 from vtrain.data.cache import MetadataIndex, file_digest
 from vtrain.data.geometry import Geometry, bucket_key, frames_for, measure, plan_geometry
-from vtrain.data.media_io import MediaError, MediaInfo, probe
-from vtrain.data.spec import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaBackend
+from vtrain.data.media_io import MediaError, MediaInfo, probe, probe_audio
+from vtrain.data.spec import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaBackend
 from vtrain.family import FamilyTraits
 
 
@@ -40,7 +40,7 @@ class ScanResult:
 
 def list_files(backend: MediaBackend) -> list[Path]:
     """Media files of the backend's folder (recursively, sorted; hidden folders ignored)."""
-    extensions = VIDEO_EXTENSIONS if backend.is_video else IMAGE_EXTENSIONS
+    extensions = VIDEO_EXTENSIONS if backend.is_video else AUDIO_EXTENSIONS if backend.is_audio else IMAGE_EXTENSIONS
     found = []
     for root, dirs, files in os.walk(backend.instance_data_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -81,7 +81,7 @@ def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic
             continue
         record = index.lookup(path)
         if record is None:
-            record = _probe_record(path, backend.is_video)
+            record = _probe_record(path, backend.is_video, backend.is_audio)
             index.store(path, record)
         if "error" in record:
             if delete_problematic:
@@ -92,6 +92,15 @@ def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic
                 result.skipped.append((path, record["error"]))
             continue
         info = MediaInfo(**record["info"])
+        if backend.is_audio:  # sound only: a fixed length from the start, one bucket per length
+            if info.frames < backend.audio_seconds * info.fps:
+                result.skipped.append((path, f"lasts {info.frames / info.fps:.2f}s, audio_seconds is "
+                                             f"{backend.audio_seconds:g}"))
+                continue
+            geometry = Geometry(0, (0, 0), (0, 0, 0, 0), (0, 0))
+            result.items.append(ScannedItem(path, record["digest"], info, geometry,
+                                            f"audio{backend.audio_seconds:g}s", caption))
+            continue
         reason = _size_problem(info, backend)
         if reason:
             result.skipped.append((path, reason))
@@ -108,9 +117,9 @@ def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic
     return result
 
 
-def _probe_record(path: Path, is_video: bool) -> dict[str, Any]:
+def _probe_record(path: Path, is_video: bool, is_audio: bool = False) -> dict[str, Any]:
     try:
-        info = probe(path, is_video)
+        info = probe_audio(path) if is_audio else probe(path, is_video)
     except (MediaError, OSError) as exc:
         return {"error": str(exc)}
     return {"digest": file_digest(path), "info": info.__dict__.copy()}

@@ -110,8 +110,11 @@ def _sample_streams(dataset: Any) -> list[tuple[str, bool, bool]]:
     """(name, has sound, has reference) per distinct sample; cheap for the core's cached dataset."""
     parts = getattr(dataset, "parts", None)
     if parts is not None:
-        return [(str(s.path), s.audio_key is not None, getattr(s, "reference_key", None) is not None)
-                for part in parts for s in part.samples]
+        from vtrain.data.spec import AUDIO_EXTENSIONS
+
+        # a sample of an audio dataset (a sound file) is its sound; a video sample has it beside (audio_key)
+        return [(str(s.path), s.audio_key is not None or Path(s.path).suffix.lower() in AUDIO_EXTENSIONS,
+                 getattr(s, "reference_key", None) is not None) for part in parts for s in part.samples]
     out = []
     for index in range(len(dataset)):
         item = dataset[index]
