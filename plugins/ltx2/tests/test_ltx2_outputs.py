@@ -133,3 +133,29 @@ def test_full_fine_tune_saves_a_transformer_folder(ltx2_config: dict[str, Any]) 
     result = Runner.from_config(config, plugins=[SyntheticAVPlugin(count=2, frames=9)]).run()
     assert any(p.name == "config.json" for p in result.model_paths)
     LTX2VideoTransformer3DModel.from_pretrained(Path(config["output_dir"]) / "transformer")
+
+
+@pytest.mark.parametrize("mode", ["i2v", "ic_lora"])
+def test_i2v_and_ic_lora_validation_videos(ltx2_config: dict[str, Any], tmp_path: Path, mode: str) -> None:
+    """i2v renders from ltx2_validation_image; IC-LoRA conditions on the first sample's reference and shows it
+    beside the output (same height), both with their audio track."""
+    from PIL import Image
+
+    from vtrain.runner import Runner
+
+    config = {**ltx2_config, "max_train_steps": 1, "validation_step_interval": 1, "validation_prompt": "a red square",
+              "validation_resolution": "64x64", "validation_num_video_frames": 9, "validation_num_inference_steps": 2,
+              "validation_guidance": 1.0}
+    plugin = SyntheticAVPlugin(count=2, frames=9)
+    if mode == "i2v":
+        image = tmp_path / "first.png"
+        Image.fromarray(np.full((64, 64, 3), 200, dtype=np.uint8)).save(image)
+        config["ltx2_validation_image"] = str(image)
+    else:
+        # 128 px clips: the half-size reference's 2x2 latents are the smallest the tiny VAE decodes
+        config.update(ltx2_ic_lora=True, validation_resolution="128x128")
+        plugin = SyntheticAVPlugin(count=2, frames=9, height=128, width=128, reference_scale=2)
+    result = Runner.from_config(config, plugins=[plugin]).run()
+    frames, samples, rate = _decode(result.validation[0])
+    assert frames.shape == ((9, 128, 256, 3) if mode == "ic_lora" else (9, 64, 64, 3))
+    assert abs(samples / rate - 9 / 24) < 0.1
