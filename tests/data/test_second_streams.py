@@ -10,14 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from data.conftest import text_backend, video_backend, write_backends
+from data.helpers import make_config
 
 from vtrain.data.build import DataContext, build_datasets
 from vtrain.data.media_io import MediaError, NoAudio, load_audio
 from vtrain.data.synthetic_media import tone, write_caption, write_clip
 from vtrain.testing.tinyflow import TinyFlowFamily
-
-from data.conftest import text_backend, video_backend, write_backends
-from data.helpers import make_config
 
 RATE = 8000
 

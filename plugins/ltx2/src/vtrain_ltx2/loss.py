@@ -198,7 +198,6 @@ def _append_references(transformer: Any, references: torch.Tensor, hidden: torch
 def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: TrainState,
                        shift_fallback: Any, default_fps: float) -> LossOutput:
     """Weighted sum of the generated modalities' flow-matching terms; both terms are logged."""
-    import torch
 
     from vtrain.family import LossOutput
 

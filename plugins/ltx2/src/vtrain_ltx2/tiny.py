@@ -104,8 +104,12 @@ def build_tokenizer(max_length: int = 1024) -> Any:
 
 def tiny_components(variant: str = "2.0") -> dict[str, Any]:
     """Every pipeline part, tiny and random (seed the global RNG first)."""
-    from diffusers import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler,
-                           LTX2VideoTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2VideoTransformer3DModel,
+    )
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
