@@ -94,7 +94,8 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
             reports.append((f"text embeddings {name!r}", build_cache(
                 jobs, store, ctx.encode, input_name="captions", batch_size=int(config.get("vae_batch_size", 4)),
                 write_batch_size=plan.text[name].write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
-                description=f"caching text embeds ({name})", unit="caption", show_progress=ctx.show_progress)))
+                description=f"caching text embeds ({name})", unit="caption", show_progress=ctx.show_progress,
+                say=ctx.say)))
     with _offload(ctx, config, keep="vae"):
         for scan in scans:
             store = CacheStore(scan.backend.cache_dir_vae, compress)
@@ -108,14 +109,15 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
                 batch_size=scan.backend.vae_batch_size,
                 write_batch_size=scan.backend.write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
                 description=f"caching latents ({scan.backend.id})",
-                unit="image" if scan.backend.dataset_type == "image" else "clip", show_progress=ctx.show_progress)))
+                unit="image" if scan.backend.dataset_type == "image" else "clip", show_progress=ctx.show_progress,
+                say=ctx.say)))
             if ctx.traits.audio_sample_rate and scan.backend.is_video:
                 jobs = [_audio_job(item, vae_keys[(scan.backend.id, item.path)], ctx.traits) for item in scan.items]
                 reports.append((f"audio latents {scan.backend.id!r}", build_cache(
                     jobs, audio_store(scan.backend, compress), ctx.encode, input_name="audio",
                     batch_size=scan.backend.vae_batch_size, write_batch_size=scan.backend.write_batch_size,
                     rank=ctx.rank, world_size=ctx.world_size, description=f"caching audio ({scan.backend.id})",
-                    unit="clip", show_progress=ctx.show_progress)))
+                    unit="clip", show_progress=ctx.show_progress, say=ctx.say)))
             if scan.backend.conditioning_data_dir is not None:
                 jobs = [_reference_job(scan.backend, item, vae_keys[(scan.backend.id, item.path)]) for item in scan.items]
                 reference_keys.update({(scan.backend.id, item.path): job.key for item, job in zip(scan.items, jobs)})
@@ -123,7 +125,7 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
                     jobs, reference_store(scan.backend, compress), ctx.encode, input_name="reference_pixels",
                     batch_size=scan.backend.vae_batch_size, write_batch_size=scan.backend.write_batch_size,
                     rank=ctx.rank, world_size=ctx.world_size, description=f"caching references ({scan.backend.id})",
-                    unit="clip", show_progress=ctx.show_progress)))
+                    unit="clip", show_progress=ctx.show_progress, say=ctx.say)))
     ctx.barrier()
     for label, report in reports:
         say(f"{label}: {report.total} entries, {report.cached_before} already cached, {report.built} built"
