@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-RECIPES = ("config_t2av_lora.json", "config_32gb.json", "config_nf4_group_offload.json", "config_ic_lora.json")
+RECIPES = ("config_t2av_lora.json", "config_32gb.json", "config_int8_group_offload.json", "config_ic_lora.json")
 
 
 @pytest.mark.parametrize("name", RECIPES)
