@@ -74,3 +74,26 @@ def test_make_tiny_command_writes_a_loadable_folder(tmp_path: Path) -> None:
     with torch.device("meta"):
         model = LTX2VideoTransformer3DModel.from_config(LTX2VideoTransformer3DModel.load_config(tmp_path / "full" / "transformer"))
     assert sum(p.numel() for p in model.parameters()) > 18e9
+
+
+def test_single_file_transformer_in_the_original_layout(ltx2_config: dict[str, Any], ltx2_tiny_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """An ltx-core checkpoint (``model.diffusion_model.`` keys, original names) loads through diffusers'
+    ``from_single_file``, the architecture taken from the base folder."""
+    from diffusers import LTX2VideoTransformer3DModel
+    from safetensors.torch import save_file
+
+    from vtrain_ltx2.saving import to_original_name
+
+    source = LTX2VideoTransformer3DModel.from_pretrained(ltx2_tiny_dir / "transformer")
+    original = {}
+    for key, value in source.state_dict().items():
+        key = to_original_name(key).replace("norm_q", "q_norm").replace("norm_k", "k_norm")
+        key = key.replace("video_a2v_cross_attn_scale_shift_table", "scale_shift_table_a2v_ca_video")
+        key = key.replace("audio_a2v_cross_attn_scale_shift_table", "scale_shift_table_a2v_ca_audio")
+        original["model.diffusion_model." + key] = value.contiguous()
+    checkpoint = tmp_path / "ltx-2-tiny.safetensors"
+    save_file(original, str(checkpoint))
+    bundle = _load({**ltx2_config, "ltx2_transformer_path": str(checkpoint)})
+    loaded = bundle.model.state_dict()
+    assert all(torch.equal(value, loaded[key]) for key, value in source.state_dict().items())
