@@ -73,6 +73,7 @@ def full_bundle(model_dir: Path, device: Any, dtype: Any) -> Any:
     parts = build_full(model_dir, device, dtype)
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir, subfolder="scheduler")
     transformer = parts.pop("transformer")
+    parts["text_encoder_connectors"] = parts.pop("connectors")
     return ModelBundle(family="ltx2", model=transformer, noise_scheduler=scheduler, components=parts,
                        meta={"compute_dtype": dtype, "dtype": str(dtype)})
 

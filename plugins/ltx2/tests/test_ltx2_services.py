@@ -73,3 +73,19 @@ def test_resume_is_bit_exact(ltx2_config: dict[str, Any], tmp_path: Path) -> Non
     resumed = load_file(str(tmp_path / "resumed" / "pytorch_lora_weights.safetensors"))
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+
+
+def test_gemma_is_quantised_and_offloaded_while_caching(prepared: Any) -> None:
+    """text_encoder_1_precision quantises Gemma; the connectors sit with it in the text phase of
+    offload_during_startup (component names text_encoder*), and the cached embeddings stay usable."""
+    pytest.importorskip("optimum.quanto")
+    from vtrain.data.build import _offload
+
+    runner, bundle = prepared({"text_encoder_1_precision": "int8-quanto", "quantize_via": "cpu"})
+    names = {type(m).__name__ for m in bundle.components["text_encoder"].modules()}
+    assert "QLinear" in names
+    text = runner.hooks.encode_batch(bundle, {"captions": ["a red square"]}, runner.config)
+    assert torch.isfinite(text["video_prompt_embeds"]).all() and text["audio_prompt_embeds"].shape[1] == 32
+    kinds = {name: _offload(None, {}, "text")._kind(name) for name in bundle.components}  # type: ignore[arg-type]
+    assert kinds["text_encoder"] == kinds["text_encoder_connectors"] == "text"
+    assert kinds["vae"] == kinds["audio_vae"] == "vae"

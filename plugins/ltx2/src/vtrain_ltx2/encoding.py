@@ -34,7 +34,7 @@ def pipeline_shell(bundle: ModelBundle) -> Any:
     parts = bundle.components
     return LTX2Pipeline(scheduler=bundle.noise_scheduler, vae=parts["vae"], audio_vae=parts["audio_vae"],
                         text_encoder=parts.get("text_encoder"), tokenizer=parts.get("tokenizer"),
-                        connectors=parts["connectors"], transformer=bundle.model, vocoder=parts["vocoder"])
+                        connectors=parts["text_encoder_connectors"], transformer=bundle.model, vocoder=parts["vocoder"])
 
 
 def encode_pixels(bundle: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
@@ -114,7 +114,7 @@ def encode_captions(bundle: ModelBundle, captions: list[str], max_length: int) -
     import torch
 
     encoder = bundle.components["text_encoder"]
-    connectors = bundle.components["connectors"]
+    connectors = bundle.components["text_encoder_connectors"]
     device = module_device(bundle.model)
     encoder.to(device)
     connectors.to(device)

@@ -70,7 +70,9 @@ class LTX2Family:
                 "cache_identity": {"vae": {key: str(config.get(key)) for key in ("ltx2_vae_path", "ltx2_audio_vae_path")},
                                    "text": {key: str(config.get(key)) for key in ("ltx2_text_encoder_path",
                                                                                   "ltx2_text_max_length")}}}
-        components = {"vae": vae, "audio_vae": audio_vae, "vocoder": vocoder, "connectors": connectors,
+        # "text_encoder_connectors": the connectors belong to text encoding, so offload_during_startup moves
+        # them with the Gemma encoder (the data layer treats text_encoder* components as one phase)
+        components = {"vae": vae, "audio_vae": audio_vae, "vocoder": vocoder, "text_encoder_connectors": connectors,
                       "text_encoder": text_encoder, "tokenizer": tokenizer}
         return ModelBundle(family=FAMILY, model=transformer, noise_scheduler=scheduler, meta=meta, components=components)
 

@@ -55,12 +55,12 @@ def build_pipeline(bundle: ModelBundle, kind: str) -> Any:
 
     parts = bundle.components
     device = module_device(bundle.model)
-    for name in ("vae", "audio_vae", "vocoder", "text_encoder", "connectors"):
+    for name in ("vae", "audio_vae", "vocoder", "text_encoder", "text_encoder_connectors"):
         parts[name].to(device)
     cls = {"t2av": LTX2Pipeline, "i2v": LTX2ImageToVideoPipeline, "ic_lora": LTX2InContextPipeline}[kind]
     pipeline = cls(scheduler=FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config),
                    vae=parts["vae"], audio_vae=parts["audio_vae"], text_encoder=parts["text_encoder"],
-                   tokenizer=parts["tokenizer"], connectors=parts["connectors"], transformer=bundle.model,
+                   tokenizer=parts["tokenizer"], connectors=parts["text_encoder_connectors"], transformer=bundle.model,
                    vocoder=parts["vocoder"])
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
