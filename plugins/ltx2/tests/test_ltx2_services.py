@@ -89,3 +89,32 @@ def test_gemma_is_quantised_and_offloaded_while_caching(prepared: Any) -> None:
     kinds = {name: _offload(None, {}, "text")._kind(name) for name in bundle.components}  # type: ignore[arg-type]
     assert kinds["text_encoder"] == kinds["text_encoder_connectors"] == "text"
     assert kinds["vae"] == kinds["audio_vae"] == "vae"
+
+
+def test_fixed_noise_evaluation_fixes_the_audio_noise_too(prepared: Any) -> None:
+    """The evaluation loss passes ``sigmas`` and ``noise`` (video-shaped); the audio term must be fixed as well."""
+    from vtrain.data.base import collate
+    from vtrain.family import TrainState
+
+    runner, bundle = prepared()
+    dataset = SyntheticAVPlugin(count=1, frames=9).build_dataset(bundle=bundle, config=runner.config,
+                                                                 family=runner.family)
+    batch = collate([dataset[0]])
+    batch["sigmas"], batch["noise"] = torch.tensor([0.5]), torch.randn(batch["latents"].shape)
+    losses = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            losses.append(float(runner.hooks.compute_loss(bundle, dict(batch), runner.config, TrainState()).loss))
+    assert losses[0] == losses[1]
+
+
+def test_rollout_is_refused_with_the_reason(ltx2_config: dict[str, Any]) -> None:
+    """Scheduled sampling needs the VelocityPredictor capability, which ltx2 does not offer yet: refused at start."""
+    pytest.importorskip("vtrain_rollout")
+    from vtrain.errors import ConfigError
+    from vtrain.runner import Runner
+
+    with pytest.raises(ConfigError, match="VelocityPredictor"):
+        Runner.from_config({**ltx2_config, "scheduled_sampling_max_step_offset": 5,
+                            "scheduled_sampling_probability": 0.5})

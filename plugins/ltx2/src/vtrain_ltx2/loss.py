@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vtrain.family import LossOutput, ModelBundle, TrainState
 
 TIMESTEP_SCALE = 1000.0
+FIXED_AUDIO_NOISE_SEED = 20240102  # audio noise of evaluations that pass only ``noise`` (the evaluation loss)
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,12 @@ def build_forward(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedCo
                                                      coords, (frames, height, width), fps)
 
     # audio stream
-    audio_noise = batch["audio_noise"].to(device, a0.dtype) if batch.get("audio_noise") is not None \
-        else torch.randn_like(a0)
+    if batch.get("audio_noise") is not None:
+        audio_noise = batch["audio_noise"].to(device, a0.dtype)
+    elif batch.get("noise") is not None:  # a fixed-noise evaluation that only fixes the video noise: fix the audio's too
+        audio_noise = torch.randn(a0.shape, generator=torch.Generator().manual_seed(FIXED_AUDIO_NOISE_SEED)).to(device)
+    else:
+        audio_noise = torch.randn_like(a0)
     if modes.audio == "generated":
         audio_hidden = (1 - sigmas.view(-1, 1, 1)) * a0 + sigmas.view(-1, 1, 1) * audio_noise
         audio_t = timestep
