@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtrain.builtin_options import declare_core_options
+from vtrain.builtin_options import MAX_SIDE_PX, declare_core_options
 from vtrain.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -87,8 +87,21 @@ class CorePlugin:
             except ConfigError as error:  # checked here too, so `vtrain config validate` reports it
                 problems.problems.extend(error.problems)
         for size in config.validation_resolution:
-            if not _parse_size(size):
+            parsed = _parse_size(size)
+            if not parsed:
                 problems.add("validation_resolution", f"{size!r} is not WIDTHxHEIGHT", 'write sizes like "768x512,1280x768"')
+            elif not all(1 <= side <= MAX_SIDE_PX for side in parsed):
+                problems.add("validation_resolution", f"{size!r}: each side must be between 1 and {MAX_SIDE_PX} pixels",
+                             "check for a typo (an extra digit)")
+        if config.resolution is not None and not config.data_backend_config and config.resolution > MAX_SIDE_PX:
+            problems.add("resolution", f"{config.resolution:g} is beyond any machine's memory (limit {MAX_SIDE_PX})",
+                         "check for a typo (an extra digit)")
+        from vtrain.disk import write_problem
+
+        reason = write_problem(Path(config.output_dir))
+        if reason:
+            problems.add("output_dir", f"the run cannot write its output: {reason}",
+                         "choose a folder you can write to (a read-only mount, a full disk or a file in the way)")
 
     # -- delegation to the family (trylast: any plugin may override or wrap) -------------------
 
@@ -165,15 +178,24 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 
 
 def _check_prompt_library(path: Path, problems: ProblemCollector) -> None:
-    import json
+    from vtrain.config import read_json_file
+    from vtrain.errors import ConfigError
+    from vtrain.options import MAX_TEXT_CHARS
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        problems.add(f"user_prompt_library ({path})", f"not valid JSON: {exc.msg} at line {exc.lineno}")
+        data = read_json_file(path, what="user_prompt_library")
+    except ConfigError as error:
+        for problem in error.problems:
+            problems.add(f"user_prompt_library ({problem.where})", problem.message, problem.fix)
         return
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         problems.add(f"user_prompt_library ({path})", "expected a JSON object of nickname -> prompt text")
+        return
+    for nickname, prompt in data.items():
+        if len(prompt) > MAX_TEXT_CHARS:
+            problems.add(f"user_prompt_library ({path}): {nickname}",
+                         f"the prompt is {len(prompt)} characters long; the limit is {MAX_TEXT_CHARS}",
+                         "shorten it (the text encoder reads only the first few hundred tokens anyway)")
 
 
 def parse_optimizer_config(text: Any) -> dict[str, Any]:

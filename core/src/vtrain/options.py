@@ -104,6 +104,10 @@ def _num(limit: float) -> str:
 
 def _short(raw: Any) -> str:
     """``repr(raw)``, cut short: an error message never echoes megabytes."""
+    if isinstance(raw, dict):
+        return "a JSON object"  # never echoed: objects are where headers and tokens live
+    if isinstance(raw, list):
+        return f"a list of {len(raw)} item{'s' if len(raw) != 1 else ''}"
     text = repr(raw)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -33,6 +33,7 @@ class Runner:
         self.families = families
         self.optimizers = optimizers
         self.config = config
+        self.resume_command: str | None = None  # the CLI sets the command line that resumes this run
 
     # -- construction --------------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class Runner:
         )
         run = RunContext(config=config, family=self.family, hooks=self.hooks, output_dir=output_dir,
                          plugins=self.plugin_infos(), accelerator=accelerator)
+        if self.resume_command:
+            run.resume_command = self.resume_command
         try:
             if accelerator.is_main_process:
                 output_dir.mkdir(parents=True, exist_ok=True)
