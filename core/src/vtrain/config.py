@@ -80,7 +80,7 @@ def json_hint(text: str, exc: json.JSONDecodeError) -> str:
     before = text[: exc.pos].rstrip()
     after = text[exc.pos:].lstrip()
     if before.endswith(",") and after[:1] in ("}", "]"):
-        return "remove the comma after the last item of the object or list"
+        return "remove the trailing comma after the last item of the object or list"
     if after[:1] == "'":
         return "JSON strings and keys take double quotes (\"), not single quotes"
     if exc.msg.startswith("Expecting property name"):

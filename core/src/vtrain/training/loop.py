@@ -328,11 +328,13 @@ class TrainingLoop:
     def _raise_if_out_of_space(self, error: BaseException, what: str, needed: int) -> None:
         from vtrain.disk import free_bytes, human, is_out_of_space
 
-        if not is_out_of_space(error):
-            return
         import shutil
 
-        for leftover in self.run.output_dir.glob(".checkpoint-*.tmp-*"):  # free what the failed write took
+        leftovers = list(self.run.output_dir.glob(".checkpoint-*.tmp-*"))
+        # torch.save reports a full disk as "basic_ios::clear: iostream error": read the disk itself too
+        if not is_out_of_space(error) and free_bytes(self.run.output_dir) >= needed:
+            return
+        for leftover in leftovers:  # free what the failed write took
             shutil.rmtree(leftover, ignore_errors=True)
         checkpoints = list_checkpoints(self.run.output_dir)
         last = f"{checkpoints[-1][1]} (update {checkpoints[-1][0]}), intact" if checkpoints else "none"
