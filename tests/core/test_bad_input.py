@@ -293,3 +293,9 @@ def test_non_finite_numbers_in_cli_overrides_never_reach_torch(tmp_path: Path, c
     assert proc.returncode == 2 and "learning_rate: expected a finite number, got 'nan'" in proc.stderr
     assert "max_grad_norm: expected a finite number, got 'inf'" in proc.stderr
     assert math.isnan(float("nan"))  # the strings above are what float() would have accepted
+
+
+def test_non_finite_numbers_inside_optimizer_config_are_refused(tinyflow_config: dict) -> None:
+    for value in ('{"eps": NaN}', '{"betas": [0.9, Infinity]}'):
+        text = "\n".join(_problems({**tinyflow_config, "optimizer_config": value}))
+        assert "optimizer_config: " in text and "numbers must be finite" in text, (value, text)

@@ -71,7 +71,10 @@ class CorePlugin:
             _check_prompt_library(Path(config.user_prompt_library), problems)
         if config.optimizer_config:
             try:
-                parse_optimizer_config(config.optimizer_config)
+                extra = parse_optimizer_config(config.optimizer_config)
+                bad = [key for key, value in extra.items() if not _all_finite(value)]
+                if bad:
+                    raise ValueError(f"{', '.join(bad)}: numbers must be finite (not nan or inf)")
             except ValueError as exc:
                 problems.add("optimizer_config", str(exc), 'use a JSON object or key=value pairs, e.g. "betas=(0.9,0.99),eps=1e-8"')
         resume = config.resume_from_checkpoint
@@ -176,6 +179,16 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _all_finite(value: Any) -> bool:
+    import math
+
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(item) for item in value)
+    return True
 
 
 def _parse_size(text: str) -> tuple[int, int] | None:

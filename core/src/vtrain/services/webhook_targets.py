@@ -110,9 +110,9 @@ def load_targets(value: Any) -> list[WebhookTarget]:
         from vtrain.options import CoercionError, coerce_value
 
         numbers = {}
-        for name, kind, default, low, high in _NUMBERS:
+        for name, number_kind, default, low, high in _NUMBERS:
             try:
-                numbers[name] = coerce_value(item.get(name, default), kind, minimum=low, maximum=high)
+                numbers[name] = coerce_value(item.get(name, default), number_kind, minimum=low, maximum=high)
             except CoercionError as exc:
                 raise WebhookConfigError(f"{where}: {name} {exc}") from None
         if numbers["timeout"] <= 0:
