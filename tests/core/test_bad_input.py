@@ -181,6 +181,13 @@ def test_byte_order_mark_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixtu
     from vtrain.config import ResolvedConfig
 
     assert parse_backends(str(backends), ResolvedConfig({"resolution": None})).media[0].id == "clips"
+    library = tmp_path / "prompts.json"
+    library.write_bytes(b"\xef\xbb\xbf" + json.dumps({"cube": "a red cube"}).encode())
+    from vtrain.training.prompts import collect_prompts
+
+    config = Runner.from_config({"model_family": "tinyflow", "max_train_steps": 1, "output_dir": str(tmp_path / "o"),
+                                 "user_prompt_library": str(library)}, blocked=["example"]).config
+    assert collect_prompts(config) == {"cube": "a red cube"}
 
 
 @pytest.mark.parametrize(("content", "hint"), [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,8 +17,6 @@ from vtrain.errors import PluginError
 
 Kind = Literal["bool", "int", "float", "str", "path", "json", "list"]
 Status = Literal["supported", "planned"]
-
-import math
 
 _TRUE = {"true", "1", "yes", "on", "y", "t"}
 _FALSE = {"false", "0", "no", "off", "n", "f", ""}

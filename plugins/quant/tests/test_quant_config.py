@@ -61,10 +61,9 @@ def test_family_exclusions_keep_sensitive_layers_in_full_precision(tinyflow_conf
 def test_text_encoder_is_quantised_and_the_run_trains(ltx_quant_config: dict, quanto_ready: None) -> None:
     """A whole run on the tiny LTX-Video model through the data layer's encode path, with the transformer
     in int8 and the T5 encoder in int8: loss finite, adapter written, summary lines present."""
+    from vtrain import hookimpl
     from vtrain.runner import Runner
     from vtrain_ltxvideo.synthetic import SyntheticDataPlugin
-
-    from vtrain import hookimpl
 
     seen: dict[str, Any] = {}
 

@@ -335,9 +335,9 @@ class TrainingLoop:
         return 3 * self._trainable_bytes()
 
     def _raise_if_out_of_space(self, error: BaseException, what: str, needed: int) -> None:
-        from vtrain.disk import free_bytes, human, is_out_of_space
-
         import shutil
+
+        from vtrain.disk import free_bytes, human, is_out_of_space
 
         leftovers = list(self.run.output_dir.glob(".checkpoint-*.tmp-*"))
         # torch.save reports a full disk as "basic_ios::clear: iostream error": read the disk itself too
