@@ -306,3 +306,16 @@ def test_non_finite_numbers_inside_optimizer_config_are_refused(tinyflow_config:
     for value in ('{"eps": NaN}', '{"betas": [0.9, Infinity]}'):
         text = "\n".join(_problems({**tinyflow_config, "optimizer_config": value}))
         assert "optimizer_config: " in text and "numbers must be finite" in text, (value, text)
+
+
+def test_caption_files_beyond_the_prompt_limit_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    from vtrain.config import ResolvedConfig
+    from vtrain.data.scan import read_caption
+
+    (backend,) = parse_backends(_dataset(tmp_path), ResolvedConfig({"resolution": None})).media
+    clip = tmp_path / "videos" / "a.mp4"
+    clip.with_suffix(".txt").write_text("a cat " * 10_000)
+    caption, reason = read_caption(clip, backend)
+    assert caption is None and reason == "caption file a.txt has 59999 characters; the limit is 20000"
+    clip.with_suffix(".txt").write_bytes(b"\xef\xbb\xbfa red cube")
+    assert read_caption(clip, backend) == ("a red cube", None)
