@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from vtrain.options import OptionsRegistry
 
+# Upper bounds of sizes: far beyond what any machine trains, so a typo (an extra zero or three) is refused
+# at validation instead of ending in an out-of-memory error minutes into the run.
+MAX_LORA_RANK = 4096
+MAX_BATCH = 1024
+MAX_SIDE_PX = 16384
+MAX_FRAMES = 4096
+
 LR_SCHEDULERS = (
     "constant",
     "constant_with_warmup",
@@ -26,7 +33,7 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             "dtype the frozen base weights are loaded in.", choices=("bf16", "fp16", "fp32"), **model)
     reg.add("lora_type", "str", "standard", "Adapter kind: standard (peft LoRA) or lycoris.",
             choices=("standard", "lycoris"), **model)
-    reg.add("lora_rank", "int", 16, "LoRA rank.", minimum=1, **model)
+    reg.add("lora_rank", "int", 16, "LoRA rank.", minimum=1, maximum=MAX_LORA_RANK, **model)
     reg.add("lora_alpha", "float", None, "LoRA alpha; unset means equal to lora_rank (scale 1).", minimum=0, **model)
     reg.add("lora_dropout", "float", 0.0, "Dropout on the LoRA path.", minimum=0, maximum=1, **model)
     reg.add("lycoris_config", "path", None, "JSON file with the LyCORIS algorithm and its settings (lora_type=lycoris).", **model)
@@ -45,8 +52,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             minimum=0, **run)
     reg.add("ignore_final_epochs", "bool", False,
             "Let max_train_steps alone govern the run length: epoch counts never end it.", **run)
-    reg.add("train_batch_size", "int", 1, "Samples per batch on each process.", minimum=1, **run)
-    reg.add("gradient_accumulation_steps", "int", 1, "Batches accumulated per optimizer update.", minimum=1, **run)
+    reg.add("train_batch_size", "int", 1, "Samples per batch on each process.", minimum=1, maximum=MAX_BATCH, **run)
+    reg.add("gradient_accumulation_steps", "int", 1, "Batches accumulated per optimizer update.", minimum=1,
+            maximum=100_000, **run)
     reg.add("mixed_precision", "str", "bf16", "Autocast precision for the forward pass.", choices=("no", "fp16", "bf16"), **run)
     reg.add("max_grad_norm", "float", 2.0, "Gradient clipping threshold; 0 turns clipping off.", minimum=0, **run)
     reg.add("grad_clip_method", "str", "value",
@@ -63,7 +71,7 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             "Start afresh in an output_dir that holds an earlier run's outputs, deleting that run's checkpoints, "
             "metrics, run info, validation media and saved model (without it such a run is refused).", **run)
     reg.add("dataloader_num_workers", "int", 0, "Worker processes that read samples (0: the main process).",
-            minimum=0, **run)
+            minimum=0, maximum=256, **run)
 
     opt = {"category": "optimizer"}
     reg.add("optimizer", "str", "adamw", "Optimizer name from the optimizer registry (see `vtrain plugins`).", **opt)
@@ -102,11 +110,12 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             **val)
     reg.add("validation_negative_prompt", "str", "", "Negative prompt for classifier-free guidance.", **val)
     reg.add("validation_guidance", "float", 3.0, "Classifier-free guidance scale.", minimum=0, **val)
-    reg.add("validation_num_inference_steps", "int", 25, "Sampling steps for validation.", minimum=1, **val)
+    reg.add("validation_num_inference_steps", "int", 25, "Sampling steps for validation.", minimum=1, maximum=10_000,
+            **val)
     reg.add("validation_seed", "int", 42, "Seed for validation noise, so validations are comparable.", **val)
     reg.add("validation_resolution", "list", ["768x512"], "Comma-separated WIDTHxHEIGHT sizes to validate at.", **val)
     reg.add("validation_num_video_frames", "int", None, "Frames of validation videos (unset: the family's default).",
-            minimum=1, **val)
+            minimum=1, maximum=MAX_FRAMES, **val)
     reg.add("disable_benchmark", "bool", False,
             "Skip rendering the validation prompts with the untrained model before the first update.", **val)
 
@@ -129,7 +138,8 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("target_downsample_size", "float", None, "Size very large inputs are shrunk to before cropping.", **data)
     reg.add("disable_bucket_pruning", "bool", False,
             "Keep buckets smaller than train_batch_size (padded with repeats) instead of dropping them.", **data)
-    reg.add("vae_batch_size", "int", 4, "Samples per VAE call while caching latents.", minimum=1, **data)
+    reg.add("vae_batch_size", "int", 4, "Samples per VAE call while caching latents.", minimum=1, maximum=MAX_BATCH,
+            **data)
     reg.add("compress_disk_cache", "bool", False, "Compress cached latents and embeddings.", **data)
     reg.add("delete_problematic_images", "bool", False, "Delete files that were read but cannot be decoded (corrupt media) instead of skipping "
             "them; a file that cannot be read (permissions, I/O errors) is only ever skipped.", **data)

@@ -11,7 +11,7 @@ from typing import Any
 
 from vtrain.config import ConfigLayer, ResolvedConfig, resolve_config
 from vtrain.core_plugin import CorePlugin
-from vtrain.errors import ConfigError, ProblemCollector
+from vtrain.errors import ConfigError, Problem, ProblemCollector
 from vtrain.family import ModelFamily
 from vtrain.hooks import Hooks
 from vtrain.options import OptionsRegistry
@@ -33,6 +33,7 @@ class Runner:
         self.families = families
         self.optimizers = optimizers
         self.config = config
+        self.resume_command: str | None = None  # the CLI sets the command line that resumes this run
 
     # -- construction --------------------------------------------------------------------------
 
@@ -68,6 +69,7 @@ class Runner:
         optimizer_problem = check_optimizer_name(resolved.optimizer, optimizers)
         if optimizer_problem:
             problems.problems.append(optimizer_problem)
+        problems.problems = [_with_source(problem, resolved) for problem in problems.problems]
         problems.raise_if_any()
         return cls(host, registry, families, optimizers, resolved)
 
@@ -104,6 +106,8 @@ class Runner:
         )
         run = RunContext(config=config, family=self.family, hooks=self.hooks, output_dir=output_dir,
                          plugins=self.plugin_infos(), accelerator=accelerator)
+        if self.resume_command:
+            run.resume_command = self.resume_command
         from vtrain.output_folder import OutputLock
 
         lock = OutputLock(output_dir)
@@ -195,6 +199,18 @@ class Runner:
             "torch": torch.__version__,
             "world_size": accelerator.num_processes,
         }
+
+
+def _with_source(problem: Problem, config: ResolvedConfig) -> Problem:
+    """``key: ...`` becomes ``config.json: key: ...`` when the key was set there, so every problem names
+    the file (or the command line) to fix, not only the key."""
+    key = problem.where.split(":")[0].split(" ")[0]
+    if key not in config.sources:
+        return problem
+    source = config.source(key)
+    if problem.where.startswith(source):
+        return problem
+    return Problem(f"{source}: {problem.where}", problem.message, problem.fix)
 
 
 def load_plugins(plugins: Sequence[object | str] = (), plugin_files: Sequence[str | Path] = (),

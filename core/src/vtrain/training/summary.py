@@ -48,7 +48,9 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
     checkpoints = (f"every {config.checkpoint_step_interval} updates" if config.checkpoint_step_interval
                    else "at the end")
     lines.append(f"  output        {run.output_dir} (checkpoints {checkpoints})")
-    print("\n".join(lines), flush=True)
+    from vtrain.services.redact import redact_text
+
+    print(redact_text("\n".join(lines)), flush=True)  # plugin lines may quote a setting: never a secret
 
 
 def print_end_summary(result: RunResult) -> None:
