@@ -18,6 +18,23 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class FamilyDefault:
+    """A family's recommended values for a group of keys (the reference trainers' defaults).
+
+    They apply when the config sets none of ``unless_set`` (so SimpleTuner's keys are still read
+    exactly when given) and are shown by ``vtrain config show`` as ``family default (<family>)``.
+
+    :param unless_set: the keys whose explicit setting keeps the registry defaults.
+    :param values: key -> value to use instead.
+    :param reason: why (one phrase, for the summary and the docs).
+    """
+
+    unless_set: tuple[str, ...]
+    values: Mapping[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
 class FamilyTraits:
     """What the model-agnostic core and data layer need to know about a family.
 
@@ -34,6 +51,8 @@ class FamilyTraits:
         patterns; a pattern also covers the modules below the one it names.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
+    :param recommended_defaults: :class:`FamilyDefault` groups applied to configs that leave
+        those keys unset.
     """
 
     frame_factor: int = 1
@@ -45,6 +64,7 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    recommended_defaults: tuple[FamilyDefault, ...] = ()
 
 
 @dataclass

@@ -39,10 +39,14 @@ class Option:
     :param choices: the allowed values, if the set is closed.
     :param minimum: the smallest allowed number (inclusive), for int and float.
     :param maximum: the largest allowed number (inclusive), for int and float.
+    :param greater_than: an exclusive lower bound (the value must be strictly larger), for
+        boundary values that would make a run meaningless (a shift of 0, a learning rate of 0).
+    :param less_than: an exclusive upper bound (the value must be strictly smaller).
     :param families: the model families this key applies to; ``None`` means every family.
     :param status: ``planned`` keys are recognised but their feature is not built yet: a value
         other than the default is refused with ``planned_note`` instead of being ignored.
     :param category: a heading for the reference page.
+    :param aliases: other names the key is read under (SimpleTuner's names for the same setting).
     """
 
     name: str
@@ -53,10 +57,13 @@ class Option:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    greater_than: float | None = None
+    less_than: float | None = None
     families: tuple[str, ...] | None = None
     status: Status = "supported"
     planned_note: str = ""
     category: str = "general"
+    aliases: tuple[str, ...] = ()
 
     def coerce(self, raw: Any) -> Any:
         """Read ``raw`` (a string from a config file or the CLI, or a native JSON value)."""
@@ -73,6 +80,10 @@ class Option:
                 raise CoercionError(f"must be at least {self.minimum}, got {value}")
             if self.maximum is not None and value > self.maximum:
                 raise CoercionError(f"must be at most {self.maximum}, got {value}")
+            if self.greater_than is not None and not value > self.greater_than:
+                raise CoercionError(f"must be greater than {self.greater_than:g}, got {value}")
+            if self.less_than is not None and not value < self.less_than:
+                raise CoercionError(f"must be less than {self.less_than:g}, got {value}")
         return value
 
 
@@ -173,6 +184,7 @@ class OptionsRegistry:
 
     _options: dict[str, Option] = field(default_factory=dict)
     _current_owner: str = "core"
+    _aliases: dict[str, str] = field(default_factory=dict)
 
     def add(self, name: str, kind: Kind, default: Any, help: str, **details: Any) -> Option:
         """Declare an option; the owner is the plugin whose ``add_options`` is running."""
@@ -181,6 +193,7 @@ class OptionsRegistry:
         owner = details.pop("owner", None) or self._current_owner
         choices = details.pop("choices", None)
         families = details.pop("families", None)
+        aliases = tuple(details.pop("aliases", ()) or ())
         option = Option(
             name=name,
             kind=kind,
@@ -189,6 +202,7 @@ class OptionsRegistry:
             owner=owner,
             choices=tuple(choices) if choices is not None else None,
             families=tuple(families) if families is not None else None,
+            aliases=aliases,
             **details,
         )
         existing = self._options.get(name)
@@ -198,7 +212,17 @@ class OptionsRegistry:
                 "one of the plugins must rename it"
             )
         self._options[name] = option
+        for alias in aliases:
+            if alias in self._aliases or alias in self._options:
+                raise PluginError(f"option {name!r}: the alias {alias!r} is already a key or an alias")
+            self._aliases[alias] = name
         return option
+
+    def canonical(self, name: str) -> str | None:
+        """The declared key ``name`` stands for: itself, the key it is an alias of, or None."""
+        if name in self._options:
+            return name
+        return self._aliases.get(name)
 
     def owned_by(self, owner: str) -> OptionsRegistry:
         """Return this registry set to record ``owner`` on the options added next."""

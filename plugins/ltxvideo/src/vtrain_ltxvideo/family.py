@@ -8,8 +8,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtrain.family import FamilyTraits
-from vtrain_ltxvideo.options import FAMILY
+from vtrain.family import FamilyDefault, FamilyTraits
+from vtrain_ltxvideo.options import FAMILY, RECOMMENDED_DEFAULTS
 
 if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
@@ -45,10 +45,13 @@ class LTXVideoFamily:
         self._settings_cache: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[int, int]]] = {}
 
     @staticmethod
-    def _traits(latent_channels: int) -> FamilyTraits:
+    def _traits(latent_channels: int, i2v_default: bool = True) -> FamilyTraits:
+        defaults = tuple(FamilyDefault(unless_set=keys, values=values, reason=reason)
+                         for keys, values, reason in RECOMMENDED_DEFAULTS)
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
-                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS)
+                            i2v_default=i2v_default, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
+                            recommended_defaults=defaults)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -65,7 +68,10 @@ class LTXVideoFamily:
             module.requires_grad_(False)
         vae.eval()
         text_encoder.eval()
-        self.traits = self._traits(int(vae.config.latent_channels))
+        self.traits = self._traits(int(vae.config.latent_channels), i2v_default=config.ltx_train_mode == "i2v")
+        for switch, enable in (("vae_enable_slicing", vae.enable_slicing), ("vae_enable_tiling", vae.enable_tiling)):
+            if config[switch]:
+                enable()
         meta = {
             "dtype": str(dtype),
             "compute_dtype": dtype,
