@@ -52,7 +52,10 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
             "text_encoder_2_precision",
             "quantize_via",
         ),
-        optimizers=("bnb-adamw8bit", "bnb-lion8bit", "bnb-lion8bit-paged", "bnb-adamw8bit-paged"),
+        optimizers=("bnb-adagrad", "bnb-adagrad8bit", "bnb-adam", "bnb-adam8bit", "bnb-adamw", "bnb-adamw8bit",
+                    "bnb-adamw-paged", "bnb-adamw8bit-paged", "bnb-lion", "bnb-lion8bit", "bnb-lion-paged",
+                    "bnb-lion8bit-paged", "bnb-ademamix", "bnb-ademamix8bit", "bnb-ademamix-paged",
+                    "bnb-ademamix8bit-paged", "ao-adamw8bit", "ao-adamw4bit", "ao-adamfp8", "ao-adamwfp8"),
     ),
     KnownDistribution(
         "vtrain-offload",

@@ -52,11 +52,11 @@ def add_options(registry: OptionsRegistry) -> None:
 
 @hookimpl
 def register_optimizers(register: Callable[..., None]) -> None:
-    """``bnb-adamw8bit``, ``bnb-adamw8bit-paged``, ``bnb-lion8bit``, ``bnb-lion8bit-paged``."""
+    """SimpleTuner's ``bnb-*`` (bitsandbytes) and ``ao-*`` (torchao) optimizer names."""
     from vtrain_quant.optimizers import TABLE, make_factory
 
     for name, entry in TABLE.items():
-        register(name, make_factory(name), help=entry[3])
+        register(name, make_factory(name), help=entry[5])
 
 
 @hookimpl
