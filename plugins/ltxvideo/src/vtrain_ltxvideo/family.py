@@ -82,6 +82,8 @@ class LTXVideoFamily:
             "latent_channels": int(vae.config.latent_channels),
             "scaling_factor": float(vae.config.scaling_factor),
             "source": config.pretrained_model_name_or_path,
+            "temporal_positions": loading.temporal_positions(config, vae),
+            "cache_identity": {"vae": "posterior mean+std"},  # caches from before latents_std are rebuilt
         }
         return ModelBundle(family=FAMILY, model=transformer, noise_scheduler=scheduler, meta=meta,
                            components={"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer})
@@ -95,12 +97,12 @@ class LTXVideoFamily:
 
     def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
         """``pixels`` -> ``latents`` (B, C, F', H', W'); ``captions`` -> ``prompt_embeds``, ``prompt_attention_mask``."""
-        from vtrain_ltxvideo.encoding import encode_captions, encode_pixels
+        from vtrain_ltxvideo.encoding import encode_captions, encode_posterior
 
         out: dict[str, Any] = {}
         pixels = batch.get("pixels")
-        if pixels is not None:
-            out["latents"] = encode_pixels(bundle, pixels)
+        if pixels is not None:  # both are cached; vae_latent_sampling decides at training time
+            out["latents"], out["latents_std"] = encode_posterior(bundle, pixels)
         captions = batch.get("captions")
         if captions is not None:
             out.update(encode_captions(bundle, list(captions), config.tokenizer_max_length))
