@@ -77,6 +77,8 @@ def build_pipeline(bundle: ModelBundle, image: Any | None) -> Any:
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config)
     if bundle.meta.get("temporal_positions") == "causal":
         cls = LTXConditionPipeline
+        # it samples its own linear-quadratic sigma schedule and passes no mu (as with 0.9.5+ scheduler configs)
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config, use_dynamic_shifting=False)
     else:
         cls = LTXImageToVideoPipeline if image is not None else LTXPipeline
     pipeline = cls(scheduler=scheduler, vae=parts["vae"], text_encoder=parts["text_encoder"],
