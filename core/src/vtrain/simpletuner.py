@@ -82,7 +82,6 @@ NO_EFFECT: dict[str, str] = {
     "aspect_bucket_disable_rebuild": "vtrain rebuilds bucket metadata only when the files or settings change",
     "aspect_bucket_alignment": "pixel sizes follow the model family's alignment (32 for LTX-Video), as SimpleTuner does for video",
     "webhook_reporting_interval": "the webhook service reports at its own events",
-    "validation_torch_compile": "validation runs the pipeline uncompiled",
     "validation_seed_source": "validation noise is drawn on the accelerator from validation_seed",
     "validation_image_format": "validation videos are written as mp4",
     "validation_image_quality": "validation videos are written as mp4",
