@@ -189,13 +189,15 @@ def test_differences_page_lists_every_key() -> None:
     ("flow_schedule_shift", 0, 1.0), ("flow_schedule_shift", -2, 3.0), ("learning_rate", 0, 1e-4),
     ("adam_beta1", 1.0, 0.9), ("adam_beta2", 1.0, 0.99), ("adam_epsilon", 0, 1e-8), ("lr_num_cycles", 0, 1),
     ("flow_logit_std", 0, 1.0), ("resolution", 0, 512), ("minimum_image_size", -1, 0),
-    ("maximum_image_size", 0, 512), ("target_downsample_size", 0, 512),
+    ("maximum_image_size", 0, 512), ("target_downsample_size", 0, 512), ("lora_dropout", 1.0, 0.1),
+    ("ema_decay", 1.0, 0.999),
 ])
 def test_meaningless_boundary_values_are_refused(key: str, bad, good) -> None:
-    problems = _problems(_tinyflow(**{key: bad}))
+    extra = {"use_ema": True} if key.startswith("ema_") else {}
+    problems = _problems(_tinyflow(**{key: bad}, **extra))
     assert key in problems, problems
     assert "must be" in problems[key][0]
-    assert key not in _problems(_tinyflow(**{key: good}))
+    assert key not in _problems(_tinyflow(**{key: good}, **extra))
 
 
 def test_family_defaults_apply_only_when_unset_and_show_their_source() -> None:

@@ -29,7 +29,8 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             choices=("standard", "lycoris"), **model)
     reg.add("lora_rank", "int", 16, "LoRA rank.", minimum=1, **model)
     reg.add("lora_alpha", "float", None, "LoRA alpha; unset means equal to lora_rank (scale 1).", minimum=0, **model)
-    reg.add("lora_dropout", "float", 0.0, "Dropout on the LoRA path.", minimum=0, maximum=1, **model)
+    reg.add("lora_dropout", "float", 0.0, "Dropout on the LoRA path (below 1: at 1 the adapter sees only zeros).",
+            minimum=0, less_than=1, **model)
     reg.add("lycoris_config", "path", None, "JSON file with the LyCORIS algorithm and its settings (lora_type=lycoris).", **model)
     reg.add("gradient_checkpointing", "bool", False,
             "Recompute activations in the backward pass to save memory (the family applies it).", **model)

@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
 
 
+def base_dtype_name(config: Any) -> str:
+    """``base_model_default_dtype``, or when unset bf16 with a CUDA device and fp32 without one
+    (``Runner.run`` fills it in the same way before loading; this covers direct family calls)."""
+    if config.base_model_default_dtype:
+        return str(config.base_model_default_dtype)
+    import torch
+
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
 @dataclass(frozen=True)
 class FamilyDefault:
     """A family's recommended values for a group of keys (the reference trainers' defaults).

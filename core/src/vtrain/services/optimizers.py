@@ -106,8 +106,14 @@ def set_optimizer_mode(optimizer: Any, mode: str) -> None:
         switch()
 
 
+def make_factory(name: str) -> Callable[[Any, Any, dict[str, Any]], Any]:
+    """The registry factory ``(params, config, extra) -> optimizer`` for ``name`` of :data:`TABLE`."""
+    module, class_name, package, defaults, _help = TABLE[name]
+    return class_factory(name, module, class_name, package, defaults)
+
+
 @hookimpl
 def register_optimizers(register: Callable[..., None]) -> None:
     """Register the ``torch-*``, ``adamw_bf16``, ``optimi-*``, schedule-free and ``prodigy`` optimizers."""
-    for name, (module, class_name, package, defaults, help_text) in TABLE.items():
-        register(name, class_factory(name, module, class_name, package, defaults), help=help_text)
+    for name, entry in TABLE.items():
+        register(name, make_factory(name), help=entry[4])

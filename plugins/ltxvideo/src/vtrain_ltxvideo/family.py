@@ -56,10 +56,10 @@ class LTXVideoFamily:
     # -- loading -------------------------------------------------------------------------------
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
-        from vtrain.family import ModelBundle
+        from vtrain.family import ModelBundle, base_dtype_name
         from vtrain_ltxvideo import loading
 
-        dtype = loading.torch_dtype(config.base_model_default_dtype)
+        dtype = loading.torch_dtype(base_dtype_name(config))
         transformer = loading.load_transformer(config, dtype)
         vae = loading.load_vae(config, dtype)
         tokenizer, text_encoder = loading.load_text_encoder(config, dtype)

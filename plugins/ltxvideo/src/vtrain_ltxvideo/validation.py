@@ -68,7 +68,12 @@ def conditioning_image(bundle: ModelBundle, config: ResolvedConfig) -> Any | Non
 def build_pipeline(bundle: ModelBundle, image: Any | None) -> Any:
     """The pipeline that uses the positions training used: LTXConditionPipeline (causal, 0.9.5+),
     else LTXImageToVideoPipeline / LTXPipeline."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline, LTXImageToVideoPipeline, LTXPipeline
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXImageToVideoPipeline,
+        LTXPipeline,
+    )
 
     parts = bundle.components
     device = module_device(bundle.model)

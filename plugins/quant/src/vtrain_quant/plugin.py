@@ -146,9 +146,10 @@ def quantize_model(bundle: ModelBundle, config: ResolvedConfig) -> None:
 def _quantize_one(module: Any, precision: str, exclusions: tuple[str, ...], config: ResolvedConfig) -> dict[str, Any]:
     import torch
 
+    from vtrain.family import base_dtype_name
     from vtrain_quant.quantize import quantize_module, quantized_bytes
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[base_dtype_name(config)]
     home = _device_of(module)
     device = home
     if config.quantize_via == "accelerator":
