@@ -63,6 +63,9 @@ class FamilyTraits:
         when their ``video.is_i2v`` is not set.
     :param recommended_defaults: :class:`FamilyDefault` groups applied to configs that leave
         those keys unset.
+    :param unmasked_attention: module-name patterns (``fnmatch``) of the denoiser's attention layers
+        that never receive an attention mask (self-attention). Attention kernels that refuse a mask
+        (flash, sage) may run there; every other attention layer keeps a backend that takes one.
     """
 
     frame_factor: int = 1
@@ -75,6 +78,7 @@ class FamilyTraits:
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
     recommended_defaults: tuple[FamilyDefault, ...] = ()
+    unmasked_attention: tuple[str, ...] = ()
 
 
 @dataclass
@@ -127,11 +131,14 @@ class LossOutput:
 
     Wrappers add terms with :meth:`add_term`; the total is kept equal to the sum of the terms.
     ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...).
+    ``prediction`` is the model's output in the latents' layout, with its graph, when the family
+    offers it (:class:`VelocityPredictor` families do), so a wrapper can add a term on it.
     """
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    prediction: torch.Tensor | None = None
 
     def add_term(self, name: str, value: torch.Tensor) -> None:
         if name in self.terms:
@@ -239,3 +246,33 @@ class PreviewDecoder(Protocol):
     """Optional family capability: a cheap decoder for intermediate validation previews."""
 
     def preview_decoder(self, bundle: ModelBundle, config: ResolvedConfig) -> Any: ...
+
+
+@runtime_checkable
+class VelocityPredictor(Protocol):
+    """Optional family capability: the flow-matching velocity for given inputs (used by rollout).
+
+    A family offering it also honours, in ``compute_loss``, the batch keys it returns from
+    ``draw_flow_inputs`` (used as given, nothing redrawn) and two more optional keys:
+    ``noisy_latents`` (the model input x_t, shaped like the latents, used instead of interpolating
+    latents and noise; fixed conditions are still made clean; the target stays ``noise - latents``)
+    and ``loss_weight`` (a per-element weight on the squared error, broadcastable to the latents).
+    Its :class:`LossOutput` carries ``prediction``.
+    """
+
+    def draw_flow_inputs(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                         state: TrainState) -> dict[str, Any]:
+        """Draw this step's random training inputs exactly as ``compute_loss`` would (same RNG calls, same
+        order) and return them as batch keys: ``sigmas`` ``(B,)``, ``noise`` (latent-shaped) and the
+        family's own (which samples keep a clean condition ...)."""
+
+    def fixed_condition_mask(self, bundle: ModelBundle, batch: dict[str, Any]) -> torch.Tensor | None:
+        """For a batch holding ``draw_flow_inputs``' keys: 1 where the latents are a fixed clean condition
+        (an image-to-video first frame), 0 elsewhere, broadcastable to the latents; ``None`` when nothing is."""
+
+    def predict_velocity(self, bundle: ModelBundle, batch: dict[str, Any], noisy_latents: torch.Tensor,
+                         sigmas: torch.Tensor) -> torch.Tensor:
+        """The model's velocity (``noise - latents``) for ``noisy_latents`` at ``sigmas`` ``(B,)``, with the
+        batch's conditioning, shaped like the latents, in float32. Fixed conditions are made clean in the
+        input as in training. Calls the unwrapped model (no distributed collectives), so ranks may call it
+        different numbers of times."""

@@ -32,6 +32,7 @@ class RunContext:
     :param output_dir: where the run writes.
     :param state: the loop position.
     :param plugins: every loaded plugin's name, distribution and version.
+    :param resume_path: the verified checkpoint the run resumes from (``None``: a fresh start).
     """
 
     config: ResolvedConfig
@@ -44,6 +45,7 @@ class RunContext:
     state: TrainState | None = None
     statefuls: dict[str, Stateful] = field(default_factory=dict)
     dataset: Any = None
+    resume_path: Path | None = None
 
     @property
     def is_main_process(self) -> bool:
