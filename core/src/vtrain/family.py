@@ -63,6 +63,10 @@ class FamilyTraits:
         when their ``video.is_i2v`` is not set.
     :param recommended_defaults: :class:`FamilyDefault` groups applied to configs that leave
         those keys unset.
+    :param audio_sample_rate: a family that generates sound sets the rate its audio encoder takes;
+        the data layer then reads each clip's audio stream, resampled to this rate and aligned to
+        the frames used, and hands it to ``encode_batch`` as ``audio``. 0: the family takes no audio.
+    :param audio_channels: channels of that audio (1 mono, 2 stereo).
     :param unmasked_attention: module-name patterns (``fnmatch``) of the denoiser's attention layers
         that never receive an attention mask (self-attention). Attention kernels that refuse a mask
         (flash, sage) may run there; every other attention layer keeps a backend that takes one.
@@ -78,6 +82,8 @@ class FamilyTraits:
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
     recommended_defaults: tuple[FamilyDefault, ...] = ()
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
     unmasked_attention: tuple[str, ...] = ()
 
 

@@ -70,15 +70,18 @@ def test_one_euler_step_is_the_hand_computed_step(rollout_config: dict, monkeypa
     handle = bundle.model.register_forward_pre_hook(lambda _m, _a, kw: dtypes.append(kw["hidden_states"].dtype),
                                                     with_kwargs=True)
     torch.manual_seed(7)
+    given_noise = torch.randn_like(batch["latents"])
+    batch["noise"] = given_noise  # a batch may carry its own noise: used, and left in the batch
     out = runner.hooks.compute_loss(bundle, batch, runner.config, TrainState(max_steps=4, shift_for=lambda s: None))
+    assert batch["noise"] is given_noise
     handle.remove()
     assert out.metrics["rollout_fraction"] == 1.0 and out.metrics["rollout_mean_k"] == 1.0
     assert "reflexflow_adr" not in out.terms
-    assert not any(key in batch for key in ("noisy_latents", "sigmas", "noise", "i2v_mask"))  # the caller's batch is left as it was
+    assert not any(key in batch for key in ("noisy_latents", "sigmas", "i2v_mask"))  # the caller's batch as it was
 
     fed = recorder.batches[-1]
     x0, noise, sigmas = fed["latents"].float(), fed["noise"], fed["sigmas"]
-    assert fed["i2v_mask"].all()
+    assert fed["i2v_mask"].all() and torch.equal(noise, given_noise)
     source = sigmas + 1 / 1000
     start = noisy_latents(x0, noise, source)
     with torch.no_grad():

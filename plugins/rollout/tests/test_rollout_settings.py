@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from vtrain.errors import ConfigError
+from vtrain.hookspecs import hookimpl
 from vtrain_rollout.settings import RolloutSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -40,14 +41,42 @@ def test_defaults_follow_simpletuner(tinyflow_config: dict, make_runner: Any) ->
     assert (settings.reflexflow, settings.alpha, settings.beta1, settings.beta2) == (True, 1.0, 10.0, 1.0)
 
 
+class _NoVelocityFamily:
+    """tinyflow's model and loss without the VelocityPredictor methods."""
+
+    name = "novelocity"
+
+    def __init__(self) -> None:
+        from vtrain.testing.tinyflow import TinyFlowFamily
+
+        self._inner = TinyFlowFamily()
+        self.traits = self._inner.traits
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("draw_flow_inputs", "fixed_condition_mask", "predict_velocity"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class _NoVelocityPlugin:
+    name = "novelocity-plugin"
+
+    @hookimpl
+    def register_families(self, register: Any) -> None:
+        register(_NoVelocityFamily())
+
+
 def test_family_without_velocity_prediction_is_refused_naming_both(tinyflow_config: dict, make_runner: Any) -> None:
+    config = {**{k: v for k, v in tinyflow_config.items() if not k.startswith("tinyflow_")},
+              "model_family": "novelocity", "scheduled_sampling_max_step_offset": 4,
+              "scheduled_sampling_probability": 0.5}
     with pytest.raises(ConfigError) as error:
-        make_runner({**tinyflow_config, "scheduled_sampling_max_step_offset": 4,
-                     "scheduled_sampling_probability": 0.5})
+        make_runner(config, plugins=[_NoVelocityPlugin()])
     text = str(error.value)
-    assert "scheduled_sampling_max_step_offset" in text and "plugin rollout" in text and "'tinyflow'" in text
+    assert "scheduled_sampling_max_step_offset" in text and "plugin rollout" in text and "'novelocity'" in text
     assert "VelocityPredictor" in text and "predict_velocity" in text
-    make_runner({**tinyflow_config, "scheduled_sampling_max_step_offset": 4})  # probability 0: off, accepted
+    make_runner({**config, "scheduled_sampling_probability": 0.0}, plugins=[_NoVelocityPlugin()])  # off: accepted
+    make_runner({**tinyflow_config, **{k: v for k, v in config.items() if k.startswith("scheduled_")}})  # tinyflow offers it
 
 
 @pytest.mark.parametrize(("extra", "key"), [

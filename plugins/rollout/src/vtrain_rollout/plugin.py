@@ -119,12 +119,13 @@ def compute_loss(bundle: Any, batch: dict[str, Any], config: Any, state: Any) ->
     probability = runtime.settings.probability_at(state.step if state is not None else 0)
     if probability <= 0:
         return (yield)
-    added = runtime.prepare(bundle, batch, config, state, probability)
+    original = dict(batch)
+    runtime.prepare(bundle, batch, config, state, probability)
     try:
         out = yield
-    finally:
-        for key in added:
-            batch.pop(key, None)
+    finally:  # the caller's batch as it was
+        batch.clear()
+        batch.update(original)
     runtime.finish(out, config)
     return out
 

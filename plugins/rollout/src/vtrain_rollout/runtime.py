@@ -31,8 +31,8 @@ class RolloutRuntime:
     pending: dict[str, Any] = field(default_factory=dict)
 
     def prepare(self, bundle: ModelBundle, batch: dict[str, Any], config: Any, state: Any,
-                probability: float) -> list[str]:
-        """Draw the inputs, roll out, and put the keys the family's loss honours into ``batch``; returns them."""
+                probability: float) -> None:
+        """Draw the inputs, roll out, and put the keys the family's loss honours into ``batch``."""
         import torch
 
         from vtrain_rollout.reflexflow import compensation_weight
@@ -42,7 +42,6 @@ class RolloutRuntime:
         settings, family = self.settings, self.family
         inputs = family.draw_flow_inputs(bundle, batch, config, state)
         batch.update(inputs)
-        added = list(inputs)
         x0 = batch["latents"].float()
         sigmas, noise = inputs["sigmas"], inputs["noise"]
         steps = draw_steps(x0.shape[0], probability, settings.max_step_offset, x0.device)
@@ -53,20 +52,17 @@ class RolloutRuntime:
         self.pending = {"rolled": rolled, "steps": result.steps}
         if bool(rolled.any()):
             batch["noisy_latents"] = result.noisy_latents
-            added.append("noisy_latents")
             if settings.reflexflow:
                 from vtrain.flow_matching import noisy_latents
 
                 analytic = noisy_latents(x0, noise, sigmas)
                 batch["loss_weight"] = compensation_weight(result.noisy_latents, analytic, rolled, mask,
                                                            settings.alpha, settings.beta2)
-                added.append("loss_weight")
                 self.pending.update(x_hat=result.noisy_latents, x0=x0, sigmas=sigmas, mask=mask,
                                     exposure=exposure_bias(result.noisy_latents, analytic, rolled, mask))
         if x0.device.type == "cuda":
             torch.cuda.synchronize(x0.device)  # the rollout's kernels, not the training forward's
         self.pending["seconds"] = time.perf_counter() - started
-        return added
 
     def finish(self, out: LossOutput, config: Any) -> None:
         """Add the anti-drift term and the metrics of the call ``prepare`` began."""
