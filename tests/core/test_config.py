@@ -105,7 +105,7 @@ def test_all_problems_reported_together(tinyflow_config: dict) -> None:
     text = str(caught.value)
     assert "learnin_rate: unknown key" in text and "did you mean learning_rate" in text
     assert "train_batch_size: expected a whole number" in text
-    assert "lora_dropout: must be at most 1" in text
+    assert "lora_dropout: must be less than 1" in text
     assert "mixed_precision: expected one of no, fp16, bf16" in text
     # contradictions are checked once the single keys are valid; they come in a second pass
     tinyflow_config.update({"learning_rate": 1e-4, "train_batch_size": 2, "lora_dropout": 0.1, "mixed_precision": "no"})

@@ -87,6 +87,8 @@ def cmd_config(argv: list[str]) -> int:
         args.config = args.file
         runner = _runner_from_args(args, extra)
         print(f"{args.file}: OK ({len(runner.config.sources)} keys set, family {runner.config.model_family})")
+        for notice in runner.config.notices:
+            print(f"note: {notice}")
         return 0
     runner = _runner_from_args(args, extra)
     config = runner.config
@@ -99,6 +101,8 @@ def cmd_config(argv: list[str]) -> int:
     width = max(len(k) for k in config)
     for key, value in shown.items():
         print(f"{key:<{width}}  {json.dumps(value)}  [{config.source(key)}]")
+    for notice in config.notices:
+        print(f"note: {notice}")
     return 0
 
 

@@ -17,6 +17,7 @@ from vtrain.errors import ConfigError, Problem, ProblemCollector
 from vtrain.options import CoercionError, OptionsRegistry
 
 FAMILY_KEY = "model_family"
+FAMILY_DEFAULT = "family default"
 
 
 def normalise_key(key: str) -> str:
@@ -165,6 +166,7 @@ class ResolvedConfig(Mapping[str, Any]):
 
     values: dict[str, Any]
     sources: dict[str, str] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("values")
@@ -185,7 +187,9 @@ class ResolvedConfig(Mapping[str, Any]):
         return self.sources.get(key, "default")
 
     def explicitly_set(self, key: str) -> bool:
-        return self.source(key) != "default"
+        """Whether the user set ``key`` (a family's recommended default does not count)."""
+        source = self.source(key)
+        return source != "default" and not source.startswith(FAMILY_DEFAULT)
 
     def to_json(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in sorted(self.values.items())}
@@ -211,20 +215,36 @@ def resolve_config(
     problems = ProblemCollector()
     values: dict[str, Any] = {option.name: option.default for option in registry}
     sources: dict[str, str] = {}
+    notices: list[str] = []
     for layer in layers:
         spelled: dict[str, str] = {}
         for raw_key, raw_value in layer.values.items():
             key = normalise_key(raw_key)
             where = f"{layer.source}: {key}"
-            if key in spelled:
-                problems.add(where, f"set twice in one place, as {spelled[key]!r} and as {raw_key!r}; "
+            source = layer.source
+            canonical = registry.canonical(key)
+            if canonical is None:
+                verdict = _simpletuner_verdict(registry, key, raw_value)
+                if verdict is None:
+                    _report_unknown_key(problems, registry, key, where)
+                    continue
+                if verdict.kind == "notice":
+                    notices.append(f"{where}: accepted, no effect in vtrain: {verdict.reason}")
+                    continue
+                if verdict.kind == "refuse":
+                    problems.add(where, verdict.reason, verdict.fix)
+                    continue
+                canonical = verdict.target
+                raw_value = raw_value if verdict.value is None else verdict.value
+            if canonical in spelled:
+                problems.add(where, f"set twice in one place, as {spelled[canonical]!r} and as {raw_key!r}; "
                                     "only one value can be used", "keep one of them")
                 continue
-            spelled[key] = raw_key
-            if key not in registry:
-                _report_unknown_key(problems, registry, key, where)
-                continue
-            option = registry[key]
+            spelled[canonical] = raw_key
+            if canonical != key:
+                source = f"{layer.source} (as {key})"
+                where = f"{layer.source}: {key} (read as {canonical})"
+            option = registry[canonical]
             if raw_value is FLAG_WITHOUT_VALUE:
                 if option.kind != "bool":
                     problems.add(where, "given without a value", f"write --{key} VALUE ({option.kind}); "
@@ -232,14 +252,14 @@ def resolve_config(
                     continue
                 raw_value = True
             try:
-                values[key] = option.coerce(raw_value)
+                values[canonical] = option.coerce(raw_value)
             except CoercionError as exc:
                 message = str(exc)
-                if key in _secret_keys():
+                if canonical in _secret_keys():
                     message = message.split(", got ")[0]  # never echo a secret-bearing value
-                problems.add(where, message, _type_fix(registry, key))
+                problems.add(where, message, _type_fix(registry, canonical))
                 continue
-            sources[key] = layer.source
+            sources[canonical] = source
 
     family = values.get(FAMILY_KEY)
     known_families = sorted(families)
@@ -272,7 +292,26 @@ def resolve_config(
             problems.add(where, f"applies only to the {', '.join(option.families)} famil{'y' if len(option.families) == 1 else 'ies'}, "
                                 f"not to {family!r}", "remove the key")
     problems.raise_if_any()
-    return ResolvedConfig(values, sources)
+    return ResolvedConfig(values, sources, notices)
+
+
+def apply_family_defaults(config: ResolvedConfig, family_name: str, defaults: Iterable[Any]) -> list[str]:
+    """Apply a family's recommended defaults (:class:`vtrain.family.FamilyDefault`) to ``config``.
+
+    Each group applies only when the config sets none of its ``unless_set`` keys; the values get
+    the source ``family default (<family>)`` so ``vtrain config show`` says where they came from.
+    Returns one line per applied group, for the start-up summary.
+    """
+    applied = []
+    for group in defaults:
+        if any(config.explicitly_set(key) for key in group.unless_set):
+            continue
+        for key, value in group.values.items():
+            config.values[key] = value
+            config.sources[key] = f"{FAMILY_DEFAULT} ({family_name})"
+        settings = ", ".join(f"{k}={v}" for k, v in group.values.items())
+        applied.append(f"{settings} ({group.reason})")
+    return applied
 
 
 def _secret_keys() -> frozenset[str]:
@@ -285,6 +324,24 @@ def _close(word: str, pool: Iterable[str]) -> list[str]:
     import difflib
 
     return difflib.get_close_matches(word, list(pool), n=3, cutoff=0.5)
+
+
+def _simpletuner_verdict(registry: OptionsRegistry, key: str, value: Any) -> Any:
+    """How SimpleTuner's reading of ``key`` carries over (None: SimpleTuner does not know it either).
+
+    A key of a vtrain plugin that is not installed is reported as such, not as SimpleTuner's.
+    """
+    from vtrain.simpletuner import classify
+
+    if catalog.distribution_for_key(key):
+        prefix = next((p for d in catalog.KNOWN_DISTRIBUTIONS for p in d.key_prefixes if key.startswith(p)), None)
+        plugin_loaded = prefix is not None and any(name.startswith(prefix) for name in registry.names())
+        if not plugin_loaded:  # the plugin that declares the key is missing or blocked: say so
+            return None
+    verdict = classify(key, value)
+    if verdict.kind == "unknown" or (verdict.kind == "alias" and verdict.target not in registry):
+        return None
+    return verdict
 
 
 def _report_unknown_key(problems: ProblemCollector, registry: OptionsRegistry, key: str, where: str) -> None:

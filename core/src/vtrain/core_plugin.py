@@ -60,6 +60,12 @@ class CorePlugin:
         if config.model_type == "full" and config.explicitly_set("lora_type"):
             problems.add("lora_type", "model_type=full trains every weight: lora_type has no effect",
                          "remove lora_type or use model_type=lora")
+        from vtrain.services.optimizers import SCHEDULE_FREE
+
+        if config.optimizer in SCHEDULE_FREE and config.lr_scheduler not in ("constant", "constant_with_warmup"):
+            problems.add("lr_scheduler", f"{config.optimizer} is schedule-free: it replaces the learning-rate schedule "
+                         f"(SimpleTuner overrides lr_scheduler for it too), so {config.lr_scheduler} cannot apply",
+                         "use lr_scheduler=constant (warm-up through lr_warmup_steps still applies)")
         if config.flow_schedule_auto_shift and config.flow_schedule_shift is not None:
             problems.add("flow_schedule_auto_shift", "flow_schedule_auto_shift and flow_schedule_shift contradict each other",
                          "set only one of them")

@@ -42,11 +42,15 @@ class Option:
     :param choices: the allowed values, if the set is closed.
     :param minimum: the smallest allowed number (inclusive), for int and float.
     :param maximum: the largest allowed number (inclusive), for int and float.
+    :param greater_than: an exclusive lower bound (the value must be strictly larger), for
+        boundary values that would make a run meaningless (a shift of 0, a learning rate of 0).
+    :param less_than: an exclusive upper bound (the value must be strictly smaller).
     :param families: the model families this key applies to; ``None`` means every family.
     :param status: ``planned`` keys are recognised but their feature is not built yet: a value
         other than the default is refused with ``planned_note`` instead of being ignored.
     :param category: a heading for the reference page.
     :param max_length: the longest text a str/path value may be (default :data:`MAX_TEXT_CHARS`).
+    :param aliases: other names the key is read under (SimpleTuner's names for the same setting).
     """
 
     name: str
@@ -57,11 +61,14 @@ class Option:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    greater_than: float | None = None
+    less_than: float | None = None
     families: tuple[str, ...] | None = None
     status: Status = "supported"
     planned_note: str = ""
     category: str = "general"
     max_length: int | None = None
+    aliases: tuple[str, ...] = ()
 
     def coerce(self, raw: Any) -> Any:
         """Read ``raw`` (a string from a config file or the CLI, or a native JSON value)."""
@@ -73,6 +80,11 @@ class Option:
                              max_length=self.max_length if self.max_length is not None else MAX_TEXT_CHARS)
         if self.choices is not None and value is not None and value not in self.choices:
             raise CoercionError(f"expected one of {', '.join(map(str, self.choices))}, got {_short(raw)}")
+        if self.kind in ("int", "float") and value is not None:
+            if self.greater_than is not None and not value > self.greater_than:
+                raise CoercionError(f"must be greater than {self.greater_than:g}, got {value}")
+            if self.less_than is not None and not value < self.less_than:
+                raise CoercionError(f"must be less than {self.less_than:g}, got {value}")
         return value
 
 
@@ -220,6 +232,7 @@ class OptionsRegistry:
 
     _options: dict[str, Option] = field(default_factory=dict)
     _current_owner: str = "core"
+    _aliases: dict[str, str] = field(default_factory=dict)
 
     def add(self, name: str, kind: Kind, default: Any, help: str, **details: Any) -> Option:
         """Declare an option; the owner is the plugin whose ``add_options`` is running."""
@@ -228,6 +241,7 @@ class OptionsRegistry:
         owner = details.pop("owner", None) or self._current_owner
         choices = details.pop("choices", None)
         families = details.pop("families", None)
+        aliases = tuple(details.pop("aliases", ()) or ())
         option = Option(
             name=name,
             kind=kind,
@@ -236,6 +250,7 @@ class OptionsRegistry:
             owner=owner,
             choices=tuple(choices) if choices is not None else None,
             families=tuple(families) if families is not None else None,
+            aliases=aliases,
             **details,
         )
         existing = self._options.get(name)
@@ -245,7 +260,17 @@ class OptionsRegistry:
                 "one of the plugins must rename it"
             )
         self._options[name] = option
+        for alias in aliases:
+            if alias in self._aliases or alias in self._options:
+                raise PluginError(f"option {name!r}: the alias {alias!r} is already a key or an alias")
+            self._aliases[alias] = name
         return option
+
+    def canonical(self, name: str) -> str | None:
+        """The declared key ``name`` stands for: itself, the key it is an alias of, or None."""
+        if name in self._options:
+            return name
+        return self._aliases.get(name)
 
     def owned_by(self, owner: str) -> OptionsRegistry:
         """Return this registry set to record ``owner`` on the options added next."""

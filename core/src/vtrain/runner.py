@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vtrain.config import ConfigLayer, ResolvedConfig, resolve_config
+from vtrain.config import ConfigLayer, ResolvedConfig, apply_family_defaults, resolve_config
 from vtrain.core_plugin import CorePlugin
 from vtrain.errors import ConfigError, Problem, ProblemCollector
 from vtrain.family import ModelFamily
@@ -63,6 +63,7 @@ class Runner:
         resolved = resolve_config(registry, layers, families)
         problems = ProblemCollector()
         family = families[resolved.model_family]
+        apply_family_defaults(resolved, family.name, family.traits.recommended_defaults)
         Hooks(host).validate_config(resolved, family, problems)
         from vtrain.optim import check_optimizer_name
 
@@ -97,6 +98,7 @@ class Runner:
         from vtrain.training.summary import print_summary
 
         config = self.config
+        resolve_default_dtype(config, _has_accelerator())
         output_dir = Path(config.output_dir)
         accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
@@ -228,6 +230,19 @@ def load_plugins(plugins: Sequence[object | str] = (), plugin_files: Sequence[st
     families.update(hooks.register_families())
     optimizers = hooks.register_optimizers()
     return host, registry, families, optimizers
+
+
+AUTO_DTYPE_SOURCE = "auto"
+
+
+def resolve_default_dtype(config: ResolvedConfig, accelerator: bool) -> None:
+    """An unset ``base_model_default_dtype`` becomes bf16 with an accelerator and fp32 without one."""
+    if config.base_model_default_dtype is not None:
+        return
+    config.values["base_model_default_dtype"] = "bf16" if accelerator else "fp32"
+    config.sources["base_model_default_dtype"] = (
+        f"{AUTO_DTYPE_SOURCE} (an accelerator: bf16)" if accelerator
+        else f"{AUTO_DTYPE_SOURCE} (no accelerator: fp32, which runs faster than bf16 on most CPUs)")
 
 
 def _release_accelerate_state() -> None:

@@ -191,9 +191,60 @@ def _coerce(raw: Any, kind: str, key: str = "") -> Any:
     return coerce_value(raw, kind, minimum=low, maximum=high)
 
 
+#: SimpleTuner dataset keys accepted with no effect here, and why.
+SIMPLETUNER_DATASET_NO_EFFECT: dict[str, str] = {
+    "hash_filenames": "vtrain names cache files by content and settings",
+    "preserve_data_backend_cache": "caches are keyed by content and settings and reused when valid",
+    "skip_file_discovery": "new files are scanned, known ones reuse their cached metadata",
+    "metadata_update_interval": "a speed setting of SimpleTuner's metadata writer",
+    "text_cache_ondemand": "the text-embedding cache is always built before the first update",
+    "vae_cache_ondemand": "the latent cache is always built before the first update",
+    "text_encoder_batch_size": "a speed setting of the caching pass",
+    "delete_unwanted_images": "vtrain never deletes inputs that do not fit (they are skipped)",
+    "disable_multiline_split": "caption files are read whole",
+}
+#: SimpleTuner dataset keys vtrain refuses, and why.
+SIMPLETUNER_DATASET_REFUSED: dict[str, str] = {
+    "dataset_name": "a key of SimpleTuner's huggingface backend; vtrain reads local folders (\"type\": \"local\")",
+    "huggingface": "a key of SimpleTuner's huggingface backend; vtrain reads local folders (\"type\": \"local\")",
+    "aws_bucket_name": "a key of SimpleTuner's aws backend; vtrain reads local folders",
+    "parquet": "SimpleTuner's parquet caption source is not supported; use textfile captions",
+    "conditioning": "conditioning datasets (controlnet, edits) are not supported",
+    "conditioning_data": "conditioning datasets (controlnet, edits) are not supported",
+    "conditioning_type": "conditioning datasets (controlnet, edits) are not supported",
+    "caption_filter_list": "caption filtering is not supported; edit the captions",
+    "caption_shuffle": "caption shuffling is not supported",
+    "is_regularisation_data": "regularisation datasets are not supported",
+    "max_num_samples": "limit a dataset by the files in its folder",
+    "start_epoch": "per-epoch dataset scheduling is not supported",
+    "end_epoch": "per-epoch dataset scheduling is not supported",
+    "minimum_aspect_ratio": "aspect-ratio filtering is not supported",
+    "maximum_aspect_ratio": "aspect-ratio filtering is not supported",
+    "max_upscale_threshold": "inputs are resized to the bucket resolution",
+    "vae_cache_clear_each_epoch": "the latent cache is kept between epochs (latents are re-drawn per use, see vae_latent_sampling)",
+    "prepend_instance_prompt": "use caption_strategy instanceprompt or write the prefix into the captions",
+    "only_instance_prompt": "use caption_strategy instanceprompt",
+    "slider_strength": "slider training is not supported",
+    "source_dataset_id": "derived datasets are not supported",
+    "train_batch_size": "the batch size is the run's train_batch_size",
+    "image_embeds": "image embeddings are not used by this family",
+    "conditioning_image_embeds": "image embeddings are not used by this family",
+    "timestep_sampling_offset": "timestep sampling is set by the run's flow_* keys",
+    "delete_nsfw_images": "vtrain has no NSFW filter",
+}
+
+
 def _unknown_keys(check: _Checker, entry: dict[str, Any], known: dict[str, str], where: str) -> None:
+    import logging
+
     for key in entry:
-        if key not in known:
+        if key in SIMPLETUNER_DATASET_NO_EFFECT:
+            logging.getLogger("vtrain.data").warning("%s.%s: accepted, no effect in vtrain: %s", where, key,
+                                                     SIMPLETUNER_DATASET_NO_EFFECT[key])
+        elif key in SIMPLETUNER_DATASET_REFUSED:
+            check.add(f"{where}.{key}", f"SimpleTuner's dataset key {key} is not supported: "
+                      f"{SIMPLETUNER_DATASET_REFUSED[key]}", "remove the key (see docs/differences-from-simpletuner.md)")
+        elif key not in known:
             close = difflib.get_close_matches(key, list(known), n=2, cutoff=0.6)
             fix = f"did you mean {' or '.join(close)}?" if close else f"supported keys: {', '.join(sorted(known))}"
             check.add(f"{where}.{key}", "unknown key (not supported by this dataset type)", fix)
@@ -232,6 +283,10 @@ def parse_backends(value: Any, config: Any, base_dir: Path | None = None) -> Dat
         known = {**_COMMON_KEYS, **(_TEXT_KEYS if dataset_type == "text_embeds" else _MEDIA_KEYS)}
         _unknown_keys(check, entry, known, where)
         values = {k: check.value(entry, k, kind, where) for k, kind in known.items() if k in entry}
+        family = config["model_family"] if config is not None and "model_family" in config else None
+        for key, kind in known.items():  # SimpleTuner expands {model_family} in paths
+            if kind == "path" and isinstance(values.get(key), str) and family:
+                values[key] = values[key].replace("{model_family}", str(family))
         if values.get("disabled"):
             continue
         write_batch_size = values.get("write_batch_size") or 64
@@ -360,6 +415,8 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     rounding = _global(config, "aspect_bucket_rounding", 2) if rounding is None else rounding
     for key in ("minimum_image_size", "maximum_image_size", "target_downsample_size"):
         value = values.get(key) if key in values else _global(config, key, None)
+        if key == "minimum_image_size" and value == 0:
+            value = None  # SimpleTuner's meaning: 0 is "no minimum"
         values[key] = value
         if value is not None and value <= 0:
             check.add(f"{where}.{key}", "must be positive")

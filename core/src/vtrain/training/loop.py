@@ -22,6 +22,7 @@ from vtrain.data.base import collate, group_by_bucket, plan_epoch
 from vtrain.errors import TrainingError
 from vtrain.family import TrainState
 from vtrain.run import RunResult
+from vtrain.services.optimizers import set_optimizer_mode
 from vtrain.training.prompts import collect_prompts
 from vtrain.training.stopping import CHEAP_CHECKPOINT_BYTES, RunStopped, StopSignals
 
@@ -80,6 +81,7 @@ class TrainingLoop:
         state.shift_for = lambda shape: hooks.schedule_shift(config, tuple(shape))
         self.run.state = state
         self.state = state
+        set_optimizer_mode(self.optimizer, "train")  # schedule-free optimizers train on their y weights
         if acc.is_main_process:
             metrics = self.run.output_dir / "metrics.jsonl"
             _drop_metrics_after(metrics, state.step)  # a killed run logged steps the resume repeats
@@ -152,6 +154,7 @@ class TrainingLoop:
         if config.checkpoint_step_interval and not (self.run.output_dir / f"checkpoint-{state.step}").exists():
             self._checkpoint(state)
         model_paths: list[Path] = []
+        set_optimizer_mode(self.optimizer, "eval")  # a schedule-free optimizer's averaged weights are the result
         if acc.is_main_process:
             try:
                 model_paths = hooks.save_model(self.bundle, config, self.run.output_dir)
@@ -356,10 +359,14 @@ class TrainingLoop:
     def _validate(self, step: int) -> None:
         acc = self.acc
         artifacts = []
-        if acc.is_main_process:
-            artifacts = self.run.hooks.validate(self.bundle, self.config, step, self.prompts)
-            self.validation_paths.extend(a.path for a in artifacts)
-            self.run.hooks.on_validation(self.run, step, artifacts)
+        set_optimizer_mode(self.optimizer, "eval")
+        try:
+            if acc.is_main_process:
+                artifacts = self.run.hooks.validate(self.bundle, self.config, step, self.prompts)
+                self.validation_paths.extend(a.path for a in artifacts)
+                self.run.hooks.on_validation(self.run, step, artifacts)
+        finally:
+            set_optimizer_mode(self.optimizer, "train")
         acc.wait_for_everyone()
 
     def _log(self, step: int, logs: dict[str, float], progress: Any) -> None:

@@ -55,11 +55,11 @@ def add_options(registry: OptionsRegistry) -> None:
 
 @hookimpl
 def register_optimizers(register: Callable[..., None]) -> None:
-    """``bnb-adamw8bit``, ``bnb-adamw8bit-paged``, ``bnb-lion8bit``, ``bnb-lion8bit-paged``."""
+    """SimpleTuner's ``bnb-*`` (bitsandbytes) and ``ao-*`` (torchao) optimizer names."""
     from vtrain_quant.optimizers import TABLE, make_factory
 
     for name, entry in TABLE.items():
-        register(name, make_factory(name), help=entry[3])
+        register(name, make_factory(name), help=entry[5])
 
 
 @hookimpl
@@ -180,9 +180,10 @@ def _quantize_one(module: Any, precision: str, exclusions: tuple[str, ...], conf
                   target: str = "model") -> dict[str, Any]:
     import torch
 
+    from vtrain.family import base_dtype_name
     from vtrain_quant.quantize import quantize_module, quantized_bytes
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[base_dtype_name(config)]
     home = _device_of(module)
     device = quantize_device(config, home, is_denoiser=target == "model")
     before = quantized_bytes(module)
