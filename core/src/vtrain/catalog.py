@@ -33,6 +33,15 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
             "lora_target",
             "i2v_conditioning_probability",
             "validation_image",
+            "ltx_train_mode",
+            "ltx_protect_first_frame",
+            "ltx_partial_noise_fraction",
+            "ltx_temporal_positions",
+            "validation_decode_timestep",
+            "validation_decode_noise_scale",
+            "vae_latent_sampling",
+            "vae_enable_slicing",
+            "vae_enable_tiling",
         ),
     ),
     KnownDistribution(
@@ -43,7 +52,10 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
             "text_encoder_2_precision",
             "quantize_via",
         ),
-        optimizers=("bnb-adamw8bit", "bnb-lion8bit", "bnb-lion8bit-paged", "bnb-adamw8bit-paged"),
+        optimizers=("bnb-adagrad", "bnb-adagrad8bit", "bnb-adam", "bnb-adam8bit", "bnb-adamw", "bnb-adamw8bit",
+                    "bnb-adamw-paged", "bnb-adamw8bit-paged", "bnb-lion", "bnb-lion8bit", "bnb-lion-paged",
+                    "bnb-lion8bit-paged", "bnb-ademamix", "bnb-ademamix8bit", "bnb-ademamix-paged",
+                    "bnb-ademamix8bit-paged", "ao-adamw8bit", "ao-adamw4bit", "ao-adamfp8", "ao-adamwfp8"),
     ),
     KnownDistribution(
         "vtrain-offload",
@@ -60,6 +72,7 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
         ),
     ),
     KnownDistribution("vtrain-crepa", key_prefixes=("crepa_",)),
+    KnownDistribution("vtrain-ltx2", families=("ltx2",), key_prefixes=("ltx2_",)),
     KnownDistribution("vtrain-rollout", key_prefixes=("scheduled_sampling_",)),
 )
 

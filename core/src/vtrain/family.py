@@ -17,6 +17,33 @@ if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
 
 
+def base_dtype_name(config: Any) -> str:
+    """``base_model_default_dtype``, or when unset bf16 with a CUDA device and fp32 without one
+    (``Runner.run`` fills it in the same way before loading; this covers direct family calls)."""
+    if config.base_model_default_dtype:
+        return str(config.base_model_default_dtype)
+    import torch
+
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
+@dataclass(frozen=True)
+class FamilyDefault:
+    """A family's recommended values for a group of keys (the reference trainers' defaults).
+
+    They apply when the config sets none of ``unless_set`` (so SimpleTuner's keys are still read
+    exactly when given) and are shown by ``vtrain config show`` as ``family default (<family>)``.
+
+    :param unless_set: the keys whose explicit setting keeps the registry defaults.
+    :param values: key -> value to use instead.
+    :param reason: why (one phrase, for the summary and the docs).
+    """
+
+    unless_set: tuple[str, ...]
+    values: Mapping[str, Any]
+    reason: str
+
+
 @dataclass(frozen=True)
 class FamilyTraits:
     """What the model-agnostic core and data layer need to know about a family.
@@ -40,6 +67,12 @@ class FamilyTraits:
         (parameters on the meta device, buffers computed) when
         :func:`vtrain.fsdp_options.reads_weights` is false, so only rank 0 reads them
         (``fsdp_cpu_ram_efficient_loading``). Frozen components (VAE, text encoder) load as usual.
+    :param recommended_defaults: :class:`FamilyDefault` groups applied to configs that leave
+        those keys unset.
+    :param audio_sample_rate: a family that generates sound sets the rate its audio encoder takes;
+        the data layer then reads each clip's audio stream, resampled to this rate and aligned to
+        the frames used, and hands it to ``encode_batch`` as ``audio``. 0: the family takes no audio.
+    :param audio_channels: channels of that audio (1 mono, 2 stereo).
     :param unmasked_attention: module-name patterns (``fnmatch``) of the denoiser's attention layers
         that never receive an attention mask (self-attention). Attention kernels that refuse a mask
         (flash, sage) may run there; every other attention layer keeps a backend that takes one.
@@ -56,6 +89,9 @@ class FamilyTraits:
     i2v_default: bool = False
     repeated_block_classes: tuple[str, ...] = ()
     empty_weight_loading: bool = False
+    recommended_defaults: tuple[FamilyDefault, ...] = ()
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
     unmasked_attention: tuple[str, ...] = ()
 
 

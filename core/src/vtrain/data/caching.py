@@ -144,8 +144,8 @@ def build_cache(
 def _encode(encode: Callable[[dict[str, Any]], dict[str, Any]], input_name: str, inputs: list[Any]) -> dict[str, Any]:
     import torch
 
-    if input_name == "pixels":  # a single clip is not copied (long clips are large)
-        batch: dict[str, Any] = {"pixels": inputs[0].unsqueeze(0) if len(inputs) == 1 else torch.stack(inputs)}
+    if isinstance(inputs[0], torch.Tensor):  # pixels, audio; a single clip is not copied (long clips are large)
+        batch: dict[str, Any] = {input_name: inputs[0].unsqueeze(0) if len(inputs) == 1 else torch.stack(inputs)}
     else:
         batch = {input_name: list(inputs)}
     with torch.no_grad():
