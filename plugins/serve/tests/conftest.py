@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -84,6 +86,20 @@ def start_server(root: Path, host: str = "127.0.0.1", token: str | None = None) 
     return server, Served(f"http://127.0.0.1:{server.server_address[1]}", board, root)
 
 
+def stop_server(server: Any, handle: Served) -> None:
+    """Shut the server down and end any run a test left running (SIGINT, then SIGKILL)."""
+    server.shutdown()
+    server.server_close()
+    for proc in handle.board.children.procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     root = tmp_path / "runs"
@@ -91,8 +107,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     make_fake_run(root / "group" / "beta", steps=4, finished=False, torn=False)
     server, handle = start_server(root)
     yield handle
-    server.shutdown()
-    server.server_close()
+    stop_server(server, handle)
 
 
 def tinyflow_config(output_dir: Path, steps: int = 40) -> dict[str, Any]:
