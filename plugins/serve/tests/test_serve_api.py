@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Served, make_fake_run, start_server, tinyflow_config, write_video
+from serve_helpers import Served, make_fake_run, start_server, tinyflow_config, write_video
 
 from vtrain_serve import runs
 from vtrain_serve.files import Refused, byte_range, safe_path

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_fake_run, start_server, stop_server, tinyflow_config
+from serve_helpers import make_fake_run, start_server, stop_server, tinyflow_config
 
 CHROMIUM = os.environ.get("VTRAIN_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
