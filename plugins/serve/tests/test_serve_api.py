@@ -235,3 +235,13 @@ def test_start_stop_resume_a_real_run(served: Served) -> None:
 def test_video_fixture_is_a_real_video(tmp_path: Path) -> None:
     write_video(tmp_path / "v.webm")
     assert (tmp_path / "v.webm").stat().st_size > 500
+
+
+def test_metrics_json_fast_path_and_nan(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1.5}\n{"step": 2, "loss": 0.5}\n{"step": 3')
+    body, offset = runs.metrics_json(path)
+    assert json.loads(body) == [{"step": 1, "loss": 1.5}, {"step": 2, "loss": 0.5}]
+    path.write_text('{"step": 1, "loss": NaN}\ngarbage\n{"step": 2, "loss": Infinity}\n')
+    body, _ = runs.metrics_json(path)
+    assert json.loads(body) == [{"step": 1, "loss": None}, {"step": 2, "loss": None}]  # valid JSON for the page

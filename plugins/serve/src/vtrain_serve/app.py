@@ -159,8 +159,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/api/metrics":
             ref = board.run_ref(arg("id"))
             offset = int(arg("offset")) if arg("offset").isdigit() else 0
-            rows, offset = runs.read_metrics(ref.path / "metrics.jsonl", offset)
-            self._json({"rows": _finite(rows), "offset": offset, "status": board.status(ref)})
+            rows, offset = runs.metrics_json(ref.path / "metrics.jsonl", offset)
+            head = json.dumps({"offset": offset, "status": board.status(ref)})[:-1].encode()
+            self._send(200, head + b', "rows": ' + rows + b"}", "application/json")
         elif path == "/api/log":
             self._json({"lines": runs.log_tail(board.run_ref(arg("id")).path, 200)})
         elif path == "/api/file":
@@ -236,11 +237,3 @@ def _id_for(board: Dashboard, output: Path) -> str | None:
             return ref.id
     return None
 
-
-def _finite(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Metric rows with non-finite numbers as null (JSON has no NaN); non-numeric values dropped."""
-    out = []
-    for row in rows:
-        out.append({k: (v if v == v and v not in (float("inf"), float("-inf")) else None)
-                    for k, v in row.items() if isinstance(v, (int, float))})
-    return out

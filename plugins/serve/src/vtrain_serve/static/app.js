@@ -1,7 +1,17 @@
 // The dashboard page: hash routes #/ (runs), #/run/<id>, #/compare/<id>|<id>..., #/new (the config form).
 const main = document.getElementById("main");
 const FIXED = new Set(["step", "loss", "lr", "grad_norm", "samples_per_second", "step_seconds", "epoch"]);
-let timer = null;
+let timer = null, page = 0;
+// poll fn every ms (or what it returns) until the route changes; a failed poll (server restarting) is retried
+const every = (ms, fn) => {
+  const mine = page;
+  const tick = async () => {
+    let wait = ms;
+    try { wait = (await fn()) || ms; } catch (e) { wait = 3000; }
+    if (mine === page) timer = setTimeout(tick, wait);
+  };
+  timer = setTimeout(tick, ms);
+};
 
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const num = v => v === null || v === undefined ? "" : typeof v === "number" ? +v.toPrecision(4) : v;
@@ -17,7 +27,8 @@ async function api(path, body) {
 const fileUrl = (id, path) => `/api/file?id=${encodeURIComponent(id)}&path=${encodeURIComponent(path)}`;
 
 function route() {
-  clearInterval(timer);
+  clearTimeout(timer);
+  page += 1;
   const hash = decodeURIComponent(location.hash.slice(1) || "/");
   if (hash.startsWith("/run/")) return showRun(hash.slice(5));
   if (hash.startsWith("/compare/")) return showCompare(hash.slice(9).split("|"));
@@ -45,7 +56,7 @@ async function showRuns() {
     };
   };
   await draw();
-  timer = setInterval(draw, 3000);
+  every(3000, draw);
 }
 
 // -- one run ---------------------------------------------------------------------------------
@@ -87,6 +98,7 @@ async function showRun(id) {
   const refresh = async () => {
     const run = await api(`/api/run?id=${encodeURIComponent(id)}`);
     const more = await api(`/api/metrics?id=${encodeURIComponent(id)}&offset=${offset}`);
+    const grew = more.rows.length > 0 || more.offset < offset || !offset;
     if (more.offset < offset) rows = [];
     rows = rows.concat(more.rows); offset = more.offset;
     $("title").textContent = run.name;
@@ -96,7 +108,7 @@ async function showRun(id) {
       ${run.controllable && !run.stoppable ? '<button id="resume">resume from latest</button>' : ""}</p><ul id="problems" class="problems"></ul>`;
     if ($("stop")) $("stop").onclick = () => act("/api/stop", id);
     if ($("resume")) $("resume").onclick = () => act("/api/resume", id);
-    $("charts").replaceChildren(...curves(rows));
+    if (grew) $("charts").replaceChildren(...curves(rows));
     const key = JSON.stringify(run.validation);
     if (key !== shownMedia) { $("media").innerHTML = mediaGrid(id, run.validation); shownMedia = key; }
     $("log").textContent = run.log.join("\n") || "(no log: only runs started from this page keep one)";
@@ -104,9 +116,10 @@ async function showRun(id) {
     $("checkpoints").innerHTML = run.checkpoints.length ? `<ul>${run.checkpoints.map(c => `<li>${esc(c.name)} (${esc(c.time)})</li>`).join("")}</ul>` : "none";
     $("config").innerHTML = `<table id="config-table"><tr><th>key</th><th>value</th><th>from</th></tr>${run.config.map(c =>
       `<tr><td>${esc(c.key)}</td><td>${esc(JSON.stringify(c.value))}</td><td>${esc(c.source)}</td></tr>`).join("")}</table>`;
+    return run.status === "running" ? 1000 : 4000;  // a finished run is looked at less often
   };
   await refresh();
-  timer = setInterval(refresh, 1000);
+  every(1000, refresh);
 }
 
 async function act(path, id) {
