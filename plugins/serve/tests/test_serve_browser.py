@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,12 +41,14 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def shot(page: Any, tmp_path: Path, name: str) -> None:
+def shot(page: Any, tmp_path: Path, name: str, full_page: bool = False) -> None:
     path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     docs = os.environ.get("VTRAIN_SERVE_SCREENSHOTS")
-    if docs:
-        shutil.copy(path, Path(docs) / path.name)
+    if docs:  # a 64-colour palette keeps the committed pictures small
+        from PIL import Image
+
+        Image.open(path).convert("RGB").quantize(colors=64).save(Path(docs) / path.name, optimize=True)
 
 
 @pytest.fixture
@@ -71,9 +72,10 @@ def test_runs_list_run_page_and_video(page: Any, fake_runs: Any, tmp_path: Path)
     page.wait_for_function("document.querySelector('video').readyState >= 1", timeout=20000)
     duration = page.evaluate("document.querySelector('video').duration")
     assert duration > 0
+    page.evaluate("document.querySelector('video').currentTime = 1.0")  # a frame for the screenshot
     assert page.locator("path.series[data-name=smoothed]").get_attribute("data-points") == "40"
     assert page.locator("#config-table td", has_text="command line").count() == 1
-    shot(page, tmp_path, "serve-run")
+    shot(page, tmp_path, "serve-run", full_page=True)
 
 
 def test_compare_two_runs(page: Any, fake_runs: Any, tmp_path: Path) -> None:
@@ -104,9 +106,12 @@ def test_start_from_form_watch_stop_resume(page: Any, tmp_path: Path) -> None:
         assert page.locator(".form label", has_text="tinyflow_width").locator(".owner").inner_text() == "tinyflow"
         config = tinyflow_config(root / "from-form", steps=100000)
         config.pop("learning_rate")
-        page.fill("#base", json.dumps(config))
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(config))
+        page.set_input_files("#file", str(config_file))  # start from a config file ...
+        page.wait_for_function("document.querySelector('#base').value.includes('from-form')")
         page.fill("input[name=tinyflow_width]", "1")  # below its minimum: shown, not started
-        page.fill("input[name=learning_rate]", "0.003")  # a form value on top of the file's
+        page.fill("input[name=learning_rate]", "0.003")  # ... with form values on top of it
         page.click("#validate")
         page.wait_for_selector("#problems li")
         assert "tinyflow_width" in page.inner_text("#problems")
