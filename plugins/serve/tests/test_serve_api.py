@@ -159,6 +159,15 @@ def test_command_prints_a_token_off_loopback(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    local = subprocess.Popen([sys.executable, "-m", "vtrain", "serve", "--port", "0", str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [local.stdout.readline() for _ in range(2)]
+        url = next(line for line in lines if "open http" in line).split()[1]
+        assert url.startswith("http://127.0.0.1:") and "token" not in url  # loopback by default, no token
+    finally:
+        local.terminate()
+        local.wait(timeout=30)
     bad = subprocess.run([sys.executable, "-m", "vtrain", "serve", str(tmp_path / "missing")], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "no such folder" in bad.stderr and "Traceback" not in bad.stderr

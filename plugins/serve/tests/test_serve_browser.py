@@ -127,6 +127,9 @@ def test_start_from_form_watch_stop_resume(page: Any, tmp_path: Path) -> None:
         page.wait_for_function(f"document.querySelector('path.series[data-name=raw]').dataset.points > {first}",
                                timeout=60000)  # the curve grows without a reload
         shot(page, tmp_path, "serve-training")
+        page.reload()  # the run is the server's child, not the page's: it goes on
+        page.wait_for_selector("#status.running")
+        assert "training" in page.inner_text("#log")  # the log is followed live
         page.click("#stop")
         page.wait_for_selector("#status.killed", timeout=60000)
         assert "interrupted" in page.inner_text("#log")
