@@ -160,7 +160,6 @@ def losses_and_times(out: Path) -> tuple[list[float], list[float]]:
 def run_path(path: Check, model_dir: Path, work: Path, dry: bool) -> Row:
     import math
 
-    import torch
 
     out = work / path.name.replace(" ", "-").replace(",", "")
     steps = min(path.steps, 3) if dry else path.steps

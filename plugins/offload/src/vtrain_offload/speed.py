@@ -161,7 +161,10 @@ def set_training_backend(model: torch.nn.Module, mechanism: str, unmasked: tuple
 def inference_backend(model: torch.nn.Module, mechanism: str, unmasked: tuple[str, ...] = ()) -> Iterator[int]:
     """Inside the block ``mechanism`` runs on its layers of ``model`` (all, or the mask-free ones for a
     backend that refuses a mask); each layer's own backend comes back afterwards. Yields the layer count."""
-    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _check_attention_backend_requirements,
+    )
 
     backend = AttentionBackendName(backend_name(mechanism))
     _check_attention_backend_requirements(backend)
