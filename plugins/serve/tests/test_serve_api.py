@@ -15,6 +15,7 @@ import pytest
 from serve_helpers import Served, make_fake_run, start_server, tinyflow_config, write_video
 
 from vtrain_serve import runs
+from vtrain_serve.app import Dashboard
 from vtrain_serve.files import Refused, byte_range, safe_path
 
 
@@ -239,6 +240,9 @@ def test_start_stop_resume_a_real_run(served: Served) -> None:
     _wait(lambda: served.json("/api/run?id=0/live")[1]["status"] != "running")
     log = (served.root / "live" / ".serve" / "log.txt").read_text()
     assert "--resume_from_checkpoint latest" in log
+    _wait(lambda: (served.root / "live" / ".serve" / "exit.json").is_file(), 30)
+    later = Dashboard([served.root], "127.0.0.1", None)  # a restarted dashboard still knows it was stopped
+    assert later.status(later.run_ref("0/live")) == "killed"
 
 
 def test_video_fixture_is_a_real_video(tmp_path: Path) -> None:

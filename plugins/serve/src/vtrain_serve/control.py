@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from vtrain_serve.runs import SERVE_DIR, lock_holder, pid_alive
+from vtrain_serve.runs import SERVE_DIR, lock_holder, pid_alive, read_json
 
 
 class Refusal(Exception):
@@ -64,6 +64,14 @@ def validate(config: dict[str, Any]) -> tuple[Any, list[dict[str, str]]]:
         return None, [_problem("config", str(error))]
 
 
+def _record_exit(proc: subprocess.Popen, path: Path) -> None:
+    """Keep the child's exit code next to its log, so a later dashboard tells a stopped run from a failed one."""
+    code = proc.wait()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"code": code}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class Children:
     """The runs this dashboard started, by resolved output folder."""
 
@@ -78,9 +86,13 @@ class Children:
         return proc is not None and proc.poll() is None
 
     def exit_code(self, folder: Path) -> int | None:
-        """The exit code of the last run started into ``folder``, or None (never started here, or running)."""
+        """The exit code of the last run started into ``folder`` from a dashboard (this one, or an
+        earlier one: ``.serve/exit.json``), or None (never started from one, or still running)."""
         proc = self.procs.get(folder.resolve())
-        return None if proc is None else proc.poll()
+        if proc is not None:
+            return proc.poll()
+        code = read_json(folder / SERVE_DIR / "exit.json").get("code")
+        return code if isinstance(code, int) else None
 
     def start(self, config: dict[str, Any], resume: bool = False) -> Path:
         """Validate ``config`` and start it; raise :class:`Refusal` with every problem otherwise."""
@@ -105,6 +117,7 @@ class Children:
                                             "output_dir")])
             serve = output / SERVE_DIR
             serve.mkdir(parents=True, exist_ok=True)
+            (serve / "exit.json").unlink(missing_ok=True)
             config_path = serve / "config.json"
             if not resume:
                 config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -117,6 +130,7 @@ class Children:
                 self.procs[output] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                                       stdin=subprocess.DEVNULL, start_new_session=True,
                                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            threading.Thread(target=_record_exit, args=(self.procs[output], serve / "exit.json"), daemon=True).start()
         return output
 
     def resume(self, folder: Path) -> Path:
