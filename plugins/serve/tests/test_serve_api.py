@@ -258,3 +258,22 @@ def test_metrics_json_fast_path_and_nan(tmp_path: Path) -> None:
     path.write_text('{"step": 1, "loss": NaN}\ngarbage\n{"step": 2, "loss": Infinity}\n')
     body, _ = runs.metrics_json(path)
     assert json.loads(body) == [{"step": 1, "loss": None}, {"step": 2, "loss": None}]  # valid JSON for the page
+
+
+def test_big_files_stream_in_chunks_and_empty_files(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    make_fake_run(root / "v")
+    blob = os.urandom(3 * (1 << 20) + 17)
+    (root / "v" / "validation" / "step-10" / "big.mp4").write_bytes(blob)
+    (root / "v" / "empty.txt").write_bytes(b"")
+    server, served = start_server(root)
+    try:
+        status, _h, body = served.request("/api/file?id=0/v&path=validation/step-10/big.mp4")
+        assert status == 200 and body == blob
+        status, _h, body = served.request("/api/file?id=0/v&path=validation/step-10/big.mp4",
+                                          headers={"Range": "bytes=1048570-2097160"})
+        assert status == 206 and body == blob[1048570:2097161]
+        assert served.request("/api/file?id=0/v&path=empty.txt")[:3:2] == (200, b"")
+    finally:
+        server.shutdown()
+        server.server_close()

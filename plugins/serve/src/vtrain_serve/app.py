@@ -172,15 +172,23 @@ class Handler(BaseHTTPRequestHandler):
             raise files.Refused(404, "no such page")
 
     def _file(self, target: Path) -> None:
+        """Stream the file (or the asked byte range) in chunks: a long video never sits in memory."""
         size = files.file_size(target)
         part = files.byte_range(self.headers.get("Range"), size)
-        kind = files.content_type(target)
-        if part is None:
-            self._send(200, files.read_part(target, 0, size - 1) if size else b"", kind, {"Accept-Ranges": "bytes"})
-        else:
-            start, end = part
-            self._send(206, files.read_part(target, start, end), kind,
-                       {"Accept-Ranges": "bytes", "Content-Range": f"bytes {start}-{end}/{size}"})
+        start, end = part if part is not None else (0, size - 1)
+        self.send_response(206 if part is not None else 200)
+        self.send_header("Content-Type", files.content_type(target))
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if part is not None:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        if self._set_cookie:
+            self.send_header("Set-Cookie", f"vtrain_token={self._set_cookie}; HttpOnly; SameSite=Strict; Path=/")
+        self.end_headers()
+        if self.command != "HEAD":
+            for chunk in files.read_chunks(target, start, end):
+                self.wfile.write(chunk)
 
     # -- POST ----------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".gif": "image/gif", ".png": "image/png",
@@ -61,11 +62,17 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def read_part(path: Path, start: int, end: int) -> bytes:
-    """Bytes ``start..end`` (inclusive) of ``path``."""
+def read_chunks(path: Path, start: int, end: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Bytes ``start..end`` (inclusive) of ``path``, a megabyte at a time."""
     with open(path, "rb") as handle:
         handle.seek(start)
-        return handle.read(end - start + 1)
+        left = end - start + 1
+        while left > 0:
+            data = handle.read(min(chunk, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
 
 
 def content_type(path: Path) -> str:
