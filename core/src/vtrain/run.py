@@ -32,6 +32,7 @@ class RunContext:
     :param output_dir: where the run writes.
     :param state: the loop position.
     :param plugins: every loaded plugin's name, distribution and version.
+    :param resume_command: what the user runs to resume this run (printed when it stops on a signal).
     :param resume_path: the verified checkpoint the run resumes from (``None``: a fresh start).
     """
 
@@ -45,6 +46,7 @@ class RunContext:
     state: TrainState | None = None
     statefuls: dict[str, Stateful] = field(default_factory=dict)
     dataset: Any = None
+    resume_command: str = 'Runner.from_config(..., overrides={"resume_from_checkpoint": "latest"}).run()'
     resume_path: Path | None = None
 
     @property
