@@ -132,7 +132,7 @@ def test_start_from_form_watch_stop_resume(page: Any, tmp_path: Path) -> None:
         assert "training" in page.inner_text("#log")  # the log is followed live
         page.click("#stop")
         page.wait_for_selector("#status.killed", timeout=60000)
-        assert "interrupted" in page.inner_text("#log")
+        assert "SIGINT" in page.inner_text("#log")
         stopped_at = _points(page)
         page.click("#resume")
         page.wait_for_selector("#status.running")

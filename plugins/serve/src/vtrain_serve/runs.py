@@ -168,7 +168,7 @@ def run_status(folder: Path, child_code: int | None = None, child_running: bool 
     if "outputs" in read_json(folder / "run_info.json"):
         return "finished"
     if child_code is not None:
-        return "finished" if child_code == 0 else "killed" if child_code in (130, -2, -9, -15) else "failed"
+        return "finished" if child_code == 0 else "killed" if child_code in (130, 143, -2, -9, -15) else "failed"
     return "killed" if holder.get("pid") else "failed"
 
 
