@@ -60,8 +60,16 @@ def cmd_run(argv: list[str]) -> int:
                                      "flags overrides that key of the config file.")
     parser.add_argument("--family", help="the model family (sets model_family)")
     parser.add_argument("--config", help="config.json (SimpleTuner style)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show what other libraries print while they are imported (VTRAIN_VERBOSE=1)")
     _plugin_args(parser)
     args, extra = parser.parse_known_args(argv)
+    if args.verbose:
+        import os
+
+        from vtrain.quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
     runner = _runner_from_args(args, extra)
     result = runner.run()
     return 0 if result.steps >= 0 else 1

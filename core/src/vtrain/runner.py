@@ -85,6 +85,9 @@ class Runner:
 
     def run(self) -> RunResult:
         """Train to the end (or resume and finish); return what was done and where it is."""
+        from vtrain.quiet import import_quietly
+
+        import_quietly()  # the ML stack's import-time warnings stay out of the output (VTRAIN_VERBOSE=1 shows them)
         from accelerate import Accelerator
 
         from vtrain.optim import build_lr_scheduler, build_optimizer
