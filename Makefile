@@ -36,6 +36,7 @@ bench: install
 docs: install
 	$(VENV)/bin/vtrain options --markdown -p no:example > docs/options.md
 	$(PY) -m vtrain.docgen hooks > docs/hooks.md
+	$(PY) -m vtrain.docgen run-objects > docs/run-objects.md
 
 clean:
 	rm -rf $(VENV) output demo

@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "demo-base", help="pipeline folder to write")
     parser.add_argument("--vae-steps", type=int, default=1100)
     parser.add_argument("--vae-batch", type=int, default=8)
+    parser.add_argument("--vae-from", type=Path, default=None,
+                        help="skip step 1: take the VAE from this folder (the `vae` folder a previous run wrote)")
     parser.add_argument("--transformer-steps", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="dtype of the saved weights")
@@ -174,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    vae = train_vae(args.vae_steps, args.vae_batch, args.seed)
+    if args.vae_from is not None:
+        from diffusers import AutoencoderKLLTXVideo
+
+        vae = AutoencoderKLLTXVideo.from_pretrained(args.vae_from, torch_dtype=torch.float32).eval()
+    else:
+        vae = train_vae(args.vae_steps, args.vae_batch, args.seed)
+        vae.save_pretrained(args.out / "vae")  # kept, so the transformer can be retrained alone (--vae-from)
     torch.manual_seed(args.seed)
     text = tiny_text_components()
     transformer = LTXVideoTransformer3DModel(**TRANSFORMER_CONFIG)

@@ -59,6 +59,8 @@ class ModelBundle:
         projection head, say). They are optimised and checkpointed with the model, and saved
         beside (not inside) the final adapter.
     :param meta: free-form facts (dtype, latent scaling, paths) for summaries and plugins.
+    :param runtime_model: the distributed wrapper around ``model`` (set by the runner; ``None``
+        before preparation). Call :meth:`forward_model` rather than reading it.
     """
 
     family: str
@@ -97,6 +99,10 @@ class LossOutput:
 
     Wrappers add terms with :meth:`add_term`; the total is kept equal to the sum of the terms.
     ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...).
+
+    :param loss: the scalar to back-propagate (the sum of ``terms``).
+    :param terms: named parts of the loss; each is logged as ``loss/<name>``.
+    :param metrics: numbers logged under their own names (``sigma_mean`` ...), not optimised.
     """
 
     loss: torch.Tensor
@@ -104,6 +110,7 @@ class LossOutput:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def add_term(self, name: str, value: torch.Tensor) -> None:
+        """Add ``value`` to the loss as the term ``name`` (logged as ``loss/<name>``); a name is used once."""
         if name in self.terms:
             raise ValueError(f"loss term {name!r} is already present")
         self.terms[name] = value
@@ -112,7 +119,12 @@ class LossOutput:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A file a run produced (a validation video, an image, a sample tensor) and what it shows."""
+    """A file a run produced (a validation video, an image, a sample tensor) and what it shows.
+
+    :param path: the file.
+    :param kind: ``video``, ``image``, ``latents`` ...
+    :param meta: what the producer knows about it (``prompt``, ``step``, ``width``, ``height`` ...).
+    """
 
     path: Path
     kind: str

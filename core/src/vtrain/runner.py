@@ -68,6 +68,11 @@ class Runner:
         optimizer_problem = check_optimizer_name(resolved.optimizer, optimizers)
         if optimizer_problem:
             problems.problems.append(optimizer_problem)
+        if "report_to" in registry:  # the trackers service may be blocked
+            from vtrain.services.trackers import check_report_to
+
+            for message in check_report_to(resolved, Hooks(host).register_trackers()):
+                problems.add("report_to", message)
         problems.raise_if_any()
         return cls(host, registry, families, optimizers, resolved)
 

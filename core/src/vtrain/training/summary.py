@@ -41,6 +41,7 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
                      "the learning rate never finishes warming up")
     clip = "off" if config.max_grad_norm == 0 else f"{config.grad_clip_method} at {config.max_grad_norm:g}"
     lines.append(f"  clipping      {clip}")
+    lines.append(f"  shift         {shift_in_use(run)}")
     for line in run.dataset.describe() if hasattr(run.dataset, "describe") else []:
         lines.append(f"  data          {line}")
     for line in extra:
@@ -49,6 +50,19 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
                    else "at the end")
     lines.append(f"  output        {run.output_dir} (checkpoints {checkpoints})")
     print("\n".join(lines), flush=True)
+
+
+def shift_in_use(run: RunContext) -> str:
+    """The ``schedule_shift`` answer for the first training sample's latents, as the summary shows it."""
+    try:
+        shape = tuple(run.dataset[0]["latents"].shape)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return "unknown (the first sample has no latents)"
+    shift = run.hooks.schedule_shift(run.config, shape)
+    where = f"for latents {'x'.join(map(str, shape))}"
+    if shift is None or shift == 1:
+        return f"none (1.0) {where}: training sigmas are used as sampled"
+    return f"{shift:g} {where}: sigma -> shift*sigma / (1 + (shift-1)*sigma) on every training sample of this size"
 
 
 def print_end_summary(result: RunResult) -> None:
