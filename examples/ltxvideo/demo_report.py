@@ -22,14 +22,14 @@ def validation_video(output_dir: Path, step: int) -> Path:
 
 def colour_share(video: Path, colour: str = NEW_COLOUR) -> float:
     """Mean fraction of pixels within 0.25 of ``colour`` over the decoded frames of ``video``
-    (the demo's 16 px square in a 64 px frame scores about 0.06; a clip without that colour, 0)."""
+    (the demo's square, a quarter of the frame wide, scores about 0.06; a clip without that colour, 0)."""
     from vtrain.services.media import read_frames
     from vtrain_ltxvideo.synthetic import colour_fraction
 
     return colour_fraction(read_frames(video) / 255.0, colour)
 
 
-def side_by_side_gif(before: Path, after: Path, path: Path, scale: int = 4, fps: int = 4) -> Path:
+def side_by_side_gif(before: Path, after: Path, path: Path, scale: int = 8, fps: int = 4) -> Path:
     """An animated GIF with ``before`` on the left and ``after`` on the right, each ``scale`` times larger."""
     import numpy as np
     from PIL import Image, ImageDraw

@@ -2,7 +2,7 @@
 
     python examples/ltxvideo/make_demo_data.py [--root demo] [--clips 16]
 
-Writes ``<root>/blue-squares/clip-NNN.mp4`` (9 frames, 64x64: a blue square crossing a dark frame
+Writes ``<root>/blue-squares/clip-NNN.mp4`` (9 frames, 32x32: a blue square crossing a dark frame
 to the left or the right) with a ``.txt`` caption beside each (``caption_strategy=textfile``).
 Blue is the colour the demo's base model (``examples/ltxvideo/demo-base``) never saw. Then train
 with ``vtrain run --config examples/ltxvideo/demo_config.json`` (or ``make demo``).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-FRAMES, SIZE, FPS = 9, 64, 25
+FRAMES, SIZE, FPS = 9, 32, 25
 
 
 def _write(video: object, path: Path, caption: str, fps: int) -> Path:
@@ -42,13 +42,13 @@ def make_clips(folder: Path, count: int, frames: int, height: int, width: int, f
 
 def make_square_clips(folder: Path, colour: str, count: int, fps: int = FPS) -> list[Path]:
     """``count`` clips of a ``colour`` square moving right or left (alternating) at spread-out heights."""
-    from vtrain_ltxvideo.synthetic import SQUARE_DIRECTIONS, SQUARE_SIZE, render_square_clip, square_caption
+    from vtrain_ltxvideo.synthetic import SQUARE_DIRECTIONS, render_square_clip, square_caption, square_side
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in range(count):
         direction = SQUARE_DIRECTIONS[index % 2]
-        top = (index * 7) % (SIZE - SQUARE_SIZE + 1)
+        top = (index * 5) % (SIZE - square_side(SIZE) + 1)
         video = render_square_clip(colour, direction, FRAMES, SIZE, top=top)
         paths.append(_write(video, folder / f"clip-{index:03d}.mp4", square_caption(colour, direction), fps))
     return paths

@@ -21,7 +21,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 VERBOSE_ENV = "VTRAIN_VERBOSE"
-HEAVY_MODULES = ("torch", "accelerate", "transformers", "diffusers", "peft")
+# The top-level packages import lazily: their model-loading modules are what pull in torchao and
+# bitsandbytes (the quantiser back-ends), so those are imported here too.
+HEAVY_MODULES = ("torch", "accelerate", "transformers", "transformers.modeling_utils", "diffusers",
+                 "diffusers.models.modeling_utils", "peft")
 _captured: list[str] = []
 
 
@@ -59,7 +62,7 @@ def import_quietly(modules: Sequence[str] = HEAVY_MODULES) -> str:
     Returns what they printed; under ``VTRAIN_VERBOSE=1`` it is also written to stderr. An import
     that fails is left alone here: the code that needs the module reports it when it imports it.
     """
-    pending = [m for m in modules if m not in sys.modules and importlib.util.find_spec(m) is not None]
+    pending = [m for m in modules if m not in sys.modules and _installed(m)]
     if not pending:
         return ""
     with captured_output() as text:
@@ -74,6 +77,13 @@ def import_quietly(modules: Sequence[str] = HEAVY_MODULES) -> str:
         sys.stderr.write(output)
         sys.stderr.flush()
     return output
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def captured_so_far() -> str:
