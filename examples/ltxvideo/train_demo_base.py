@@ -63,14 +63,14 @@ def psnr(decoded: Any, target: Any) -> float:
     return float(10 * torch.log10(4.0 / ((decoded.clamp(-1, 1) - target) ** 2).mean()))
 
 
-def train_vae(steps: int, batch_size: int, seed: int) -> Any:
+def train_vae(steps: int, batch_size: int, seed: int, start: Any = None) -> Any:
     import torch
     from diffusers import AutoencoderKLLTXVideo
 
     from vtrain_ltxvideo.synthetic import SQUARE_COLOURS, random_square_clips
 
     torch.manual_seed(seed)
-    vae = AutoencoderKLLTXVideo(**VAE_CONFIG)
+    vae = AutoencoderKLLTXVideo(**VAE_CONFIG) if start is None else start.train()
     optimizer = torch.optim.AdamW(vae.parameters(), 1e-3, weight_decay=0.0)
     data = torch.Generator().manual_seed(seed + 1)
     held_out = to_model_range(random_square_clips(torch.Generator().manual_seed(12345), 12, tuple(SQUARE_COLOURS))[0])
@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae-steps", type=int, default=1100)
     parser.add_argument("--vae-batch", type=int, default=8)
     parser.add_argument("--vae-from", type=Path, default=None,
-                        help="skip step 1: take the VAE from this folder (the `vae` folder a previous run wrote)")
+                        help="a VAE folder (the `vae` folder a previous run wrote): used as is, or trained further "
+                             "for --vae-more steps")
+    parser.add_argument("--vae-more", type=int, default=0, help="with --vae-from: train it this many more steps")
     parser.add_argument("--transformer-steps", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="dtype of the saved weights")
@@ -183,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         from diffusers import AutoencoderKLLTXVideo
 
         vae = AutoencoderKLLTXVideo.from_pretrained(args.vae_from, torch_dtype=torch.float32).eval()
+        if args.vae_more:
+            vae = train_vae(args.vae_more, args.vae_batch, args.seed + 100, start=vae)
+            vae.save_pretrained(args.out / "vae")
     else:
         vae = train_vae(args.vae_steps, args.vae_batch, args.seed)
         vae.save_pretrained(args.out / "vae")  # kept, so the transformer can be retrained alone (--vae-from)
