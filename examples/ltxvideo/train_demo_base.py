@@ -63,7 +63,8 @@ def psnr(decoded: Any, target: Any) -> float:
     return float(10 * torch.log10(4.0 / ((decoded.clamp(-1, 1) - target) ** 2).mean()))
 
 
-def train_vae(steps: int, batch_size: int, seed: int, start: Any = None) -> Any:
+def train_vae(steps: int, batch_size: int, seed: int, start: Any = None, noise: float = 0.01,
+              l2: float = 1e-4) -> Any:
     import torch
     from diffusers import AutoencoderKLLTXVideo
 
@@ -78,10 +79,11 @@ def train_vae(steps: int, batch_size: int, seed: int, start: Any = None) -> Any:
     for step in range(1, steps + 1):
         video = to_model_range(random_square_clips(data, batch_size, tuple(SQUARE_COLOURS), FRAMES)[0])
         posterior = vae.encode(video).latent_dist
-        # a deterministic autoencoder with a little latent noise: sampling the posterior collapsed it
-        decoded = vae.decode(posterior.mean + 0.05 * torch.randn_like(posterior.mean)).sample
+        # a deterministic autoencoder with a little latent noise (sampling the posterior collapsed it;
+        # at 32x32 noise 0.05 was as large as the latents and the decoder learnt to ignore them)
+        decoded = vae.decode(posterior.mean + noise * torch.randn_like(posterior.mean)).sample
         square = ((video - video[:, :, :1, :1, :1]).abs().amax(1, keepdim=True) > 0.3).float()
-        loss = (((decoded - video) ** 2) * (1 + 10 * square)).mean() + 1e-4 * (posterior.mean ** 2).mean()
+        loss = (((decoded - video) ** 2) * (1 + 10 * square)).mean() + l2 * (posterior.mean ** 2).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
@@ -89,7 +91,8 @@ def train_vae(steps: int, batch_size: int, seed: int, start: Any = None) -> Any:
         if step % 100 == 0 or step == steps:
             with torch.no_grad():
                 quality = psnr(vae.decode(vae.encode(held_out).latent_dist.mode()).sample, held_out)
-            log(f"vae step {step}/{steps}  {time.perf_counter() - started:.0f} s  held-out PSNR {quality:.1f} dB")
+            log(f"vae step {step}/{steps}  {time.perf_counter() - started:.0f} s  held-out PSNR {quality:.1f} dB  "
+                f"latent std {float(posterior.mean.std()):.3f}")
         elif step % 25 == 0:
             log(f"vae step {step}/{steps}  {time.perf_counter() - started:.0f} s  loss {loss.item():.4f}")
     vae.eval()
@@ -164,12 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "demo-base", help="pipeline folder to write")
     parser.add_argument("--vae-steps", type=int, default=1100)
     parser.add_argument("--vae-batch", type=int, default=8)
+    parser.add_argument("--vae-noise", type=float, default=0.01, help="latent noise while training the VAE")
+    parser.add_argument("--vae-temporal-4x", action="store_true",
+                        help="4x temporal and 8x spatial compression instead of 8x and 16x (an easier code to learn)")
+    parser.add_argument("--vae-l2", type=float, default=1e-4, help="weight of the L2 penalty on the VAE latents")
     parser.add_argument("--vae-from", type=Path, default=None,
                         help="a VAE folder (the `vae` folder a previous run wrote): used as is, or trained further "
                              "for --vae-more steps")
     parser.add_argument("--vae-more", type=int, default=0, help="with --vae-from: train it this many more steps")
     parser.add_argument("--transformer-steps", type=int, default=4000)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch CPU threads (on a machine shared with other jobs 1 is much faster than 2)")
     parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="dtype of the saved weights")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -181,15 +189,18 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    if args.vae_temporal_4x:
+        VAE_CONFIG.update(spatio_temporal_scaling=(True, True, False, False),
+                          decoder_spatio_temporal_scaling=(True, True, False, False))
     if args.vae_from is not None:
         from diffusers import AutoencoderKLLTXVideo
 
         vae = AutoencoderKLLTXVideo.from_pretrained(args.vae_from, torch_dtype=torch.float32).eval()
         if args.vae_more:
-            vae = train_vae(args.vae_more, args.vae_batch, args.seed + 100, start=vae)
+            vae = train_vae(args.vae_more, args.vae_batch, args.seed + 100, start=vae, noise=args.vae_noise, l2=args.vae_l2)
             vae.save_pretrained(args.out / "vae")
     else:
-        vae = train_vae(args.vae_steps, args.vae_batch, args.seed)
+        vae = train_vae(args.vae_steps, args.vae_batch, args.seed, noise=args.vae_noise, l2=args.vae_l2)
         vae.save_pretrained(args.out / "vae")  # kept, so the transformer can be retrained alone (--vae-from)
     torch.manual_seed(args.seed)
     text = tiny_text_components()
