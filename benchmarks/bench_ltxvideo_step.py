@@ -6,8 +6,10 @@ and text embeddings, seeded the same way; the first ``--warmup`` steps are not t
     python benchmarks/bench_ltxvideo_step.py                       # tiny model on CPU (one thread)
     python benchmarks/bench_ltxvideo_step.py --size full --device cuda   # real 2B architecture, random weights
 
-``--size full`` reports s/step, peak VRAM and MFU at 768x512x121 and 512x768x49 frames
-(bf16, gradient checkpointing, batch 1). Prints one JSON line per measurement.
+``--size full`` reports s/step, peak VRAM, MFU (model FLOPs: forward + backward) and HFU (plus the
+checkpoint recompute) at 768x512x121 and 512x768x49 frames (bf16, gradient checkpointing, batch 1),
+with FLOPs counted from the real shapes by :func:`ltx_step_flops` (a test checks it against
+``torch.utils.flop_counter.FlopCounterMode``). Prints one JSON line per measurement.
 """
 
 from __future__ import annotations
@@ -121,16 +123,53 @@ def steady(times: list[float], warmup: int) -> float:
     return statistics.median(times[warmup:])
 
 
-def lora_flops(config: Any, tokens: int, text_tokens: int, checkpointing: bool) -> float:
-    """Matmul FLOPs of one LoRA step: forward 2NT, backward 2NT (activation grads only; frozen base),
-    attention 4*L*T*(T+Tt)*d per forward, twice that backward; one extra forward with checkpointing."""
-    dim = config.num_attention_heads * config.attention_head_dim
-    per_block = 4 * dim * dim * 2 + 2 * dim * 4 * dim + 6 * dim * dim  # attn1+attn2 projections, ffn, adaLN
-    params = config.num_layers * per_block
-    linear = 2 * params * tokens
-    attention = 4 * config.num_layers * tokens * (tokens + text_tokens) * dim
-    forward = linear + attention
-    return forward * (4 if checkpointing else 3)  # backward ~2x forward; checkpointing recomputes one forward
+def ltx_step_flops(config: Any, tokens: int, text_tokens: int, rank: int, batch: int = 1,
+                   checkpointing: bool = True) -> dict[str, float]:
+    """Matmul FLOPs of one LoRA training step of LTX-Video's transformer, from its real shapes.
+
+    ``config`` has the transformer's ``num_layers``, ``num_attention_heads``, ``attention_head_dim``,
+    ``in_channels``, ``out_channels``, ``caption_channels`` (patch size 1, as LTX-Video 0.9.x). LoRA of
+    ``rank`` on to_q/to_k/to_v/to_out.0 of both attentions; the base is frozen, so its backward pass
+    computes activation gradients only, and only where the input needs one: the text side (caption
+    projection, cross-attention k/v) and the first block's self-attention q/k/v take inputs without
+    gradient. LTX blocks have no adaLN matmul (a learned table plus the timestep embedding, computed once).
+    Returns ``model`` (forward + backward) and ``hardware`` (+ the checkpoint recompute of every block).
+    """
+    L, d, T, Tt, B, r = config.num_layers, config.num_attention_heads * config.attention_head_dim, tokens, \
+        text_tokens, batch, rank
+    ffn = 4 * d
+    mm = lambda n, i, o: 2 * B * n * i * o  # noqa: E731 - a (n x i) @ (i x o) product, for the whole batch
+
+    # outside the blocks: patch projection in/out, caption projection (2 layers), timestep MLP + adaLN-single
+    outside = (mm(T, config.in_channels, d) + mm(T, d, config.out_channels) + mm(Tt, config.caption_channels, d)
+               + mm(Tt, d, d) + mm(1, 256, d) + mm(1, d, d) + mm(1, d, 6 * d))
+    # one block: self-attention q/k/v/out on video tokens, cross-attention q/out on video and k/v on text, FFN
+    base = 4 * mm(T, d, d) + 2 * mm(T, d, d) + 2 * mm(Tt, d, d) + mm(T, d, ffn) + mm(T, ffn, d)
+    attention = 2 * mm(T, d, T) + 2 * mm(T, d, Tt)  # QK^T and PV, summed over heads
+    lora_one = lambda n: mm(n, d, r) + mm(n, r, d)  # noqa: E731 - x A^T then (x A^T) B^T
+    lora = 6 * lora_one(T) + 2 * lora_one(Tt)
+    block_forward = base + attention + lora
+    forward = outside + L * block_forward
+
+    # backward: activation gradients of the frozen matmuls whose input needs one (not the text side, not
+    # the first block's q/k/v), attention 2x its forward, LoRA weight gradients of A and B, and LoRA
+    # activation gradients (to A's output always; to x where x needs one)
+    base_dx = L * (base - 2 * mm(Tt, d, d)) - 3 * mm(T, d, d)
+    lora_weight_grads = L * lora
+    lora_dx = L * (6 * mm(T, d, r) + 2 * mm(Tt, d, r)) + (6 * L - 3) * mm(T, r, d)
+    backward = mm(T, d, config.out_channels) + base_dx + L * 2 * attention + lora_weight_grads + lora_dx
+    recompute = L * block_forward if checkpointing else 0
+    return {"forward": forward, "backward": backward, "model": forward + backward,
+            "hardware": forward + backward + recompute}
+
+
+SHAPE_KEYS = ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels",
+              "caption_channels")
+
+
+def transformer_shape(config: Any) -> argparse.Namespace:
+    """The fields of a transformer config (a dict or a diffusers ``FrozenDict``) that the FLOP count reads."""
+    return argparse.Namespace(**{key: config[key] for key in SHAPE_KEYS})
 
 
 def run_tiny(args: argparse.Namespace) -> None:
@@ -163,8 +202,7 @@ def run_full(args: argparse.Namespace) -> None:
     model_dir = Path(args.model_dir or tempfile.mkdtemp(prefix="full-ltx-")) / "model"
     if not (model_dir / "model_index.json").is_file():
         make_pipeline_folder(model_dir, size="full", seed=0)
-    config = LTXVideoTransformer3DModel.load_config(model_dir, subfolder="transformer")
-    config = argparse.Namespace(**{k: config[k] for k in ("num_attention_heads", "attention_head_dim", "num_layers")})
+    config = transformer_shape(LTXVideoTransformer3DModel.load_config(model_dir, subfolder="transformer"))
     for name, (frames, height, width) in FULL_SHAPES.items():
         latent = ((frames - 1) // 8 + 1, height // 32, width // 32)
         tokens = latent[0] * latent[1] * latent[2]
@@ -174,11 +212,12 @@ def run_full(args: argparse.Namespace) -> None:
             torch.cuda.reset_peak_memory_stats()
             times = fn(model_dir, samples, args.steps, args)
             seconds = steady(times, args.warmup)
-            flops = lora_flops(config, tokens, 128, args.gradient_checkpointing)
+            flops = ltx_step_flops(config, tokens, 128, args.rank, checkpointing=args.gradient_checkpointing)
+            peak = args.peak_tflops * 1e12
             print(json.dumps({"mode": "full-cuda", "shape": name, "loop": label, "tokens": tokens, "s_per_step": seconds,
                               "peak_vram_gib": torch.cuda.max_memory_allocated() / 2**30,
-                              "mfu": flops / seconds / (args.peak_tflops * 1e12), "device": torch.cuda.get_device_name()}),
-                  flush=True)
+                              "mfu": flops["model"] / seconds / peak, "hfu": flops["hardware"] / seconds / peak,
+                              "device": torch.cuda.get_device_name()}), flush=True)
 
 
 def main() -> None:

@@ -52,14 +52,17 @@ def _config(output_dir: Path) -> dict:
     }
 
 
-def _run(tmp_path: Path, output_dir: Path, env: dict[str, str], resume: bool = False) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, output_dir: Path, env: dict[str, str], resume: bool = False, extra: dict | None = None,
+         plugins: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     config = tmp_path / f"config-{output_dir.name}.json"
-    config.write_text(json.dumps(_config(output_dir)))
+    config.write_text(json.dumps({**_config(output_dir), **(extra or {})}))
     killer = tmp_path / "killer.py"
     killer.write_text(KILLER)
     # only the plugins this test needs, so other plugins cannot change the run
     args = [sys.executable, "-m", "vtrain", "run", "--config", str(config), "-p", "vtrain.testing.plugin",
             "--plugin-file", str(killer)]
+    for plugin in plugins:
+        args += ["-p", plugin]
     if resume:
         args += ["--resume_from_checkpoint", "latest"]
     return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "VTRAIN_DISABLE_PLUGIN_AUTOLOAD": "1", **env}, timeout=300)
@@ -93,6 +96,30 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path: Path, r
     assert second.returncode == 0, second.stderr
     assert "resumed from" in second.stdout
     _assert_identical(_final_weights(out), reference)
+
+
+ROLLOUT = {"scheduled_sampling_max_step_offset": 4, "scheduled_sampling_probability": 0.75,
+           "scheduled_sampling_sampler": "unipc"}
+
+
+def test_sigkill_then_resume_with_rollout_is_bit_identical(tmp_path: Path, reference: dict) -> None:
+    """Rollout (vtrain-rollout) draws its choices and lengths from the checkpointed RNG streams."""
+    pytest.importorskip("vtrain_rollout")
+    plugins = ("vtrain_rollout.plugin",)
+    straight = tmp_path / "rollout-straight"
+    proc = _run(tmp_path, straight, {}, extra=ROLLOUT, plugins=plugins)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["rollout_fraction"] > 0 for row in rows)
+    rolled_out = _final_weights(straight)
+    assert any(not torch.equal(rolled_out[k], reference[k]) for k in reference)  # rollout changed the run
+    out = tmp_path / "rollout-killed"
+    kill_at = random.Random().randint(4, 11)
+    first = _run(tmp_path, out, {"KILL_AT_STEP": str(kill_at)}, extra=ROLLOUT, plugins=plugins)
+    assert first.returncode == -9, f"expected SIGKILL at step {kill_at}: {first.stderr[-2000:]}"
+    second = _run(tmp_path, out, {}, resume=True, extra=ROLLOUT, plugins=plugins)
+    assert second.returncode == 0, second.stderr
+    _assert_identical(_final_weights(out), rolled_out)
 
 
 def test_kill_during_checkpoint_write_keeps_previous_checkpoint(tmp_path: Path, reference: dict) -> None:

@@ -59,6 +59,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             minimum=1, **run)
     reg.add("resume_from_checkpoint", "str", None,
             "latest (newest checkpoint in output_dir; a fresh output_dir starts from scratch) or a checkpoint path.", **run)
+    reg.add("overwrite_output_dir", "bool", False,
+            "Start afresh in an output_dir that holds an earlier run's outputs, deleting that run's checkpoints, "
+            "metrics, run info, validation media and saved model (without it such a run is refused).", **run)
     reg.add("dataloader_num_workers", "int", 0, "Worker processes that read samples (0: the main process).",
             minimum=0, **run)
 
@@ -128,7 +131,8 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             "Keep buckets smaller than train_batch_size (padded with repeats) instead of dropping them.", **data)
     reg.add("vae_batch_size", "int", 4, "Samples per VAE call while caching latents.", minimum=1, **data)
     reg.add("compress_disk_cache", "bool", False, "Compress cached latents and embeddings.", **data)
-    reg.add("delete_problematic_images", "bool", False, "Delete unreadable files instead of skipping them.", **data)
+    reg.add("delete_problematic_images", "bool", False, "Delete files that were read but cannot be decoded (corrupt media) instead of skipping "
+            "them; a file that cannot be read (permissions, I/O errors) is only ever skipped.", **data)
     reg.add("offload_during_startup", "bool", False,
             "While caches are built, keep only the encoder in use on the accelerator.", **data)
 

@@ -1,15 +1,19 @@
 """Checkpoints that cannot be lost: written to a temporary folder, flushed, then renamed.
 
 A checkpoint holds the trainable weights, optimizer, LR scheduler, every rank's RNG state,
-the loop position and the state of every registered stateful object (EMA, a plugin's counters).
+the loop position and the state of every registered stateful object (EMA, a plugin's counters),
+the run's fingerprint (what must not change across a resume, see :mod:`vtrain.fingerprint`) and a
+manifest of every file's size and checksum, verified before the checkpoint is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,8 @@ from vtrain.atomic import atomic_write_json, fsync_dir, fsync_tree, remove_stale
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+FINGERPRINT_FILE = "fingerprint.json"
 
 
 @dataclass
@@ -42,23 +48,98 @@ def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def find_resume_path(output_dir: Path, spec: str | None) -> Path | None:
-    """``latest`` gives the newest complete checkpoint or ``None`` on a fresh ``output_dir``."""
+def list_checkpoint_folders(output_dir: Path) -> list[Path]:
+    """Every ``checkpoint-N`` folder of ``output_dir``, complete or not."""
+    if not output_dir.is_dir():
+        return []
+    return sorted(e for e in output_dir.iterdir() if CHECKPOINT_RE.match(e.name) and e.is_dir())
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and checksum of every file of a checkpoint folder (written last but ``state.json``)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name not in (MANIFEST_FILE, STATE_FILE):
+            files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "blake2b": _file_digest(path)}
+    (folder / MANIFEST_FILE).write_text(json.dumps({"version": 1, "files": files}, indent=2) + "\n")
+
+
+def verify_checkpoint(folder: Path) -> str | None:
+    """``None`` when ``folder`` is intact, else what is wrong with it (naming the file).
+
+    A checkpoint written before manifests existed is checked for its files only.
+    """
+    state = folder / STATE_FILE
+    try:
+        LoopPosition(**json.loads(state.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        return f"{STATE_FILE} is unreadable ({type(exc).__name__})"
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        missing = [n for n in ("trainable.safetensors", "optimizer.pt", "lr_scheduler.pt") if not (folder / n).is_file()]
+        return f"{missing[0]} is missing" if missing else None
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{MANIFEST_FILE} is unreadable"
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file() and name.startswith("rng-rank"):
+            continue  # the resume reseeds that rank and says so
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != expected["size"]:
+            return f"{name} is {size} bytes, {expected['size']} were written (truncated or overwritten)"
+        if _file_digest(path) != expected["blake2b"]:
+            return f"{name} does not match its checksum (damaged)"
+    return None
+
+
+def find_resume_path(output_dir: Path, spec: str | None, say: Callable[[str], Any] = print) -> Path | None:
+    """The verified checkpoint to resume from, or ``None`` (no ``spec``, or ``latest`` with no checkpoint).
+
+    ``latest`` takes the newest intact checkpoint; each damaged newer one is named in a note. A
+    named checkpoint that is damaged is refused with :class:`~vtrain.errors.ConfigError`.
+    """
+    from vtrain.errors import ConfigError, Problem
+
     if not spec:
         return None
-    if spec == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1][1] if checkpoints else None
-    return Path(spec)
+    if spec != "latest":
+        path = Path(spec)
+        problem = verify_checkpoint(path) if (path / STATE_FILE).is_file() else f"{STATE_FILE} is missing"
+        if problem:
+            intact = [p.name for _, p in list_checkpoints(path.parent) if p != path and not verify_checkpoint(p)]
+            raise ConfigError([Problem(f"resume_from_checkpoint: {path}", f"the checkpoint is damaged: {problem}",
+                                       f"resume from an intact one ({', '.join(intact)})" if intact else
+                                       "resume from another checkpoint, or start afresh")])
+        return path
+    for _step, path in reversed(list_checkpoints(output_dir)):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        say(f"note: {path} is damaged ({problem}); trying the checkpoint before it")
+    return None
 
 
 class CheckpointWriter:
     """Writes and rotates checkpoints; rank 0 writes, every rank contributes its RNG state."""
 
-    def __init__(self, output_dir: Path, total_limit: int | None, accelerator: Any) -> None:
+    def __init__(self, output_dir: Path, total_limit: int | None, accelerator: Any,
+                 fingerprint: dict[str, Any] | None = None) -> None:
         self.output_dir = output_dir
         self.total_limit = total_limit
         self.accelerator = accelerator
+        self.fingerprint = fingerprint
 
     def save(self, position: LoopPosition, trainables: dict[str, Any], optimizer: Any, scheduler: Any,
              statefuls: dict[str, Any]) -> Path:
@@ -83,6 +164,9 @@ class CheckpointWriter:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "lr_scheduler.pt")
             torch.save({name: obj.state_dict() for name, obj in statefuls.items()}, tmp / "statefuls.pt")
+            if self.fingerprint is not None:
+                (tmp / FINGERPRINT_FILE).write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n")
+            write_manifest(tmp)
             (tmp / STATE_FILE).write_text(json.dumps(asdict(position), indent=2) + "\n")
             fsync_tree(tmp)
             old = self.output_dir / f".{final.name}.old-{os.getpid()}"
@@ -126,27 +210,52 @@ def load_checkpoint(path: Path, trainables: dict[str, Any], optimizer: Any, sche
                                    "use latest, or another checkpoint-<step> folder")])
     position = LoopPosition(**json.loads(state_file.read_text()))
     saved = load_file(str(path / "trainable.safetensors"))
-    missing = sorted(set(trainables) - set(saved))
-    unexpected = sorted(set(saved) - set(trainables))
-    if missing or unexpected:
+    mismatch = describe_weight_mismatch(saved, trainables)
+    if mismatch:
         raise ConfigError([Problem(f"resume_from_checkpoint: {path}",
-                                   f"the checkpoint's trainable weights do not match this run "
-                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
-                                   "resume with the same model, adapter and plugin settings")])
+                                   f"the checkpoint's trainable weights do not fit this run: {mismatch}",
+                                   "resume with the same model, adapter and plugin settings as the checkpoint "
+                                   "(see its fingerprint.json), or start afresh in another output_dir")])
     with torch.no_grad():
         for name, param in trainables.items():
             param.copy_(saved[name].to(param.device, param.dtype))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", weights_only=False))
-    saved_statefuls = torch.load(path / "statefuls.pt", weights_only=False)
+    # map_location="cpu": the files hold rank 0's CUDA tensors; without it every rank would load them onto
+    # cuda:0. load_state_dict then moves the optimizer state to each parameter's own device.
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
+    scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=False))
+    saved_statefuls = torch.load(path / "statefuls.pt", map_location="cpu", weights_only=False)
     for name, obj in statefuls.items():
         if name in saved_statefuls:
             obj.load_state_dict(saved_statefuls[name])
     rng_file = path / f"rng-rank{process_index}.pt"
     restored = rng_file.is_file()
     if restored:
-        restore_rng_state(torch.load(rng_file, weights_only=False))
+        restore_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
     return position, restored
+
+
+def describe_weight_mismatch(saved: dict[str, Any], trainables: dict[str, Any]) -> str | None:
+    """What differs between a checkpoint's weights and this run's trainables, naming the first keys."""
+    missing = sorted(set(trainables) - set(saved))
+    unexpected = sorted(set(saved) - set(trainables))
+    if missing or unexpected:
+        return (f"{len(missing)} weight(s) of this run are not in it (first: {missing[:3]}) and {len(unexpected)} of "
+                f"its weights are not in this run (first: {unexpected[:3]})")
+    for name in sorted(trainables):
+        have, want = tuple(saved[name].shape), tuple(trainables[name].shape)
+        if have != want:
+            return (f"{name!r} has shape {have} in the checkpoint and {want} in this run "
+                    "(a changed adapter shape, e.g. lora_rank or the target modules)")
+    return None
+
+
+def read_fingerprint(path: Path) -> dict[str, Any] | None:
+    """The fingerprint stored in checkpoint ``path`` (``None`` for checkpoints written before fingerprints)."""
+    try:
+        data = json.loads((path / FINGERPRINT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def write_run_info(output_dir: Path, info: dict[str, Any]) -> None:

@@ -82,10 +82,18 @@ class CorePlugin:
             from vtrain.data.spec import parse_backends
             from vtrain.errors import ConfigError
 
+            from vtrain.output_folder import output_inside_datasets
+
             try:
-                parse_backends(config.data_backend_config, config)
+                plan = parse_backends(config.data_backend_config, config)
             except ConfigError as error:  # checked here too, so `vtrain config validate` reports it
                 problems.problems.extend(error.problems)
+            else:
+                folders = [(b.id, b.instance_data_dir) for b in plan.media]
+                problems.problems.extend(output_inside_datasets(Path(config.output_dir), folders))
+        if config.overwrite_output_dir and config.resume_from_checkpoint:
+            problems.add("overwrite_output_dir", "overwrite_output_dir deletes the checkpoints resume_from_checkpoint "
+                         "would continue from", "set only one of them")
         for size in config.validation_resolution:
             if not _parse_size(size):
                 problems.add("validation_resolution", f"{size!r} is not WIDTHxHEIGHT", 'write sizes like "768x512,1280x768"')
@@ -225,8 +233,20 @@ def _torch_adamw(params: Any, config: ResolvedConfig, extra: dict[str, Any]) -> 
         "weight_decay": config.adam_weight_decay,
         "eps": config.adam_epsilon,
     }
+    if fused_capable(params) and not {"fused", "foreach"} & set(extra):
+        kwargs["fused"] = True  # one kernel for all parameters instead of a loop of small ones
     kwargs.update(extra)
     return torch.optim.AdamW(params, **kwargs)
+
+
+def fused_capable(params: Any) -> bool:
+    """Whether torch's fused AdamW applies: every parameter a floating-point CUDA tensor.
+
+    (torch also fuses on CPU, but it is kept to CUDA, where it is the reference trainers' choice.)"""
+    import torch
+
+    params = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    return bool(params) and all(p.device.type == "cuda" and torch.is_floating_point(p) for p in params)
 
 
 def _torch_sgd(params: Any, config: ResolvedConfig, extra: dict[str, Any]) -> Any:

@@ -34,6 +34,9 @@ class FamilyTraits:
         patterns; a pattern also covers the modules below the one it names.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
+    :param unmasked_attention: module-name patterns (``fnmatch``) of the denoiser's attention layers
+        that never receive an attention mask (self-attention). Attention kernels that refuse a mask
+        (flash, sage) may run there; every other attention layer keeps a backend that takes one.
     """
 
     frame_factor: int = 1
@@ -45,6 +48,7 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    unmasked_attention: tuple[str, ...] = ()
 
 
 @dataclass
@@ -99,15 +103,19 @@ class LossOutput:
 
     Wrappers add terms with :meth:`add_term`; the total is kept equal to the sum of the terms.
     ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...).
+    ``prediction`` is the model's output in the latents' layout, with its graph, when the family
+    offers it (:class:`VelocityPredictor` families do), so a wrapper can add a term on it.
 
     :param loss: the scalar to back-propagate (the sum of ``terms``).
     :param terms: named parts of the loss; each is logged as ``loss/<name>``.
     :param metrics: numbers logged under their own names (``sigma_mean`` ...), not optimised.
+    :param prediction: the model's output (latents' layout, with its graph), or ``None``.
     """
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    prediction: torch.Tensor | None = None
 
     def add_term(self, name: str, value: torch.Tensor) -> None:
         """Add ``value`` to the loss as the term ``name`` (logged as ``loss/<name>``); a name is used once."""
@@ -221,3 +229,33 @@ class PreviewDecoder(Protocol):
     """Optional family capability: a cheap decoder for intermediate validation previews."""
 
     def preview_decoder(self, bundle: ModelBundle, config: ResolvedConfig) -> Any: ...
+
+
+@runtime_checkable
+class VelocityPredictor(Protocol):
+    """Optional family capability: the flow-matching velocity for given inputs (used by rollout).
+
+    A family offering it also honours, in ``compute_loss``, the batch keys it returns from
+    ``draw_flow_inputs`` (used as given, nothing redrawn) and two more optional keys:
+    ``noisy_latents`` (the model input x_t, shaped like the latents, used instead of interpolating
+    latents and noise; fixed conditions are still made clean; the target stays ``noise - latents``)
+    and ``loss_weight`` (a per-element weight on the squared error, broadcastable to the latents).
+    Its :class:`LossOutput` carries ``prediction``.
+    """
+
+    def draw_flow_inputs(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                         state: TrainState) -> dict[str, Any]:
+        """Draw this step's random training inputs exactly as ``compute_loss`` would (same RNG calls, same
+        order) and return them as batch keys: ``sigmas`` ``(B,)``, ``noise`` (latent-shaped) and the
+        family's own (which samples keep a clean condition ...)."""
+
+    def fixed_condition_mask(self, bundle: ModelBundle, batch: dict[str, Any]) -> torch.Tensor | None:
+        """For a batch holding ``draw_flow_inputs``' keys: 1 where the latents are a fixed clean condition
+        (an image-to-video first frame), 0 elsewhere, broadcastable to the latents; ``None`` when nothing is."""
+
+    def predict_velocity(self, bundle: ModelBundle, batch: dict[str, Any], noisy_latents: torch.Tensor,
+                         sigmas: torch.Tensor) -> torch.Tensor:
+        """The model's velocity (``noise - latents``) for ``noisy_latents`` at ``sigmas`` ``(B,)``, with the
+        batch's conditioning, shaped like the latents, in float32. Fixed conditions are made clean in the
+        input as in training. Calls the unwrapped model (no distributed collectives), so ranks may call it
+        different numbers of times."""

@@ -198,9 +198,12 @@ def compute_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedCon
     firstresult. The family's objective comes from the core's trylast implementation.
     Optional batch keys a family must honour: ``sigmas`` (shape ``(B,)``, used as given: no
     sampling, no shift) and ``noise`` (shaped like the latents), so an evaluation can score the
-    model at fixed timesteps with fixed noise.
+    model at fixed timesteps with fixed noise. Families offering
+    :class:`~vtrain.family.VelocityPredictor` also honour ``noisy_latents`` and ``loss_weight``.
     Regularisers wrap it (``wrapper=True``): run code before ``yield``, then add terms to the
     returned :class:`~vtrain.family.LossOutput` with ``add_term``. Every term is logged on its own.
+    A wrapper whose pre-``yield`` code runs the model (rollout) is ``tryfirst``, the outermost, so
+    wrappers that observe the training forward (CREPA's capture) see only that forward.
     """
 
 

@@ -36,7 +36,8 @@ class RunContext:
     :param plugins: every loaded plugin's name, distribution and version.
     :param statefuls: the objects registered with :meth:`register_stateful`.
     :param dataset: the training dataset (set before ``on_run_start``).
-    :param resumed_from: the checkpoint folder the run resumed from (set before ``on_train_begin``).
+    :param resume_path: the verified checkpoint the run resumes from (``None``: a fresh start); set
+        before ``on_run_start``, restored after it (``on_train_begin`` gets the step).
     """
 
     config: ResolvedConfig
@@ -49,7 +50,7 @@ class RunContext:
     state: TrainState | None = None
     statefuls: dict[str, Stateful] = field(default_factory=dict)
     dataset: Any = None
-    resumed_from: Path | None = None
+    resume_path: Path | None = None
 
     @property
     def is_main_process(self) -> bool:

@@ -97,6 +97,7 @@ class Runner:
 
         from vtrain.optim import build_lr_scheduler, build_optimizer
         from vtrain.rng import seed_everything
+        from vtrain.training import ddp
         from vtrain.training.loop import TrainingLoop
         from vtrain.training.schedule import plan_run_length
         from vtrain.training.summary import print_summary
@@ -107,15 +108,22 @@ class Runner:
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             cpu=not _has_accelerator(),
+            kwargs_handlers=ddp.accelerator_handlers(),
         )
         run = RunContext(config=config, family=self.family, hooks=self.hooks, output_dir=output_dir,
                          plugins=self.plugin_infos(), accelerator=accelerator)
+        from vtrain.output_folder import OutputLock
+
+        lock = OutputLock(output_dir)
         try:
             if accelerator.is_main_process:
-                output_dir.mkdir(parents=True, exist_ok=True)
+                lock.acquire()  # held until the run ends: a second run into output_dir is refused
+            run.resume_path = self._prepare_output_dir(output_dir, accelerator)
+            info = self._run_info(accelerator)
+            if accelerator.is_main_process:
                 from vtrain.checkpoint import write_run_info
 
-                write_run_info(output_dir, self._run_info(accelerator))
+                write_run_info(output_dir, info)
             seed_everything(config.seed)  # identical model initialisation on every rank
             bundle = self.hooks.load_model(config, self.family)
             self.hooks.prepare_model(bundle, config, accelerator.device)
@@ -130,11 +138,18 @@ class Runner:
             params = [p for _, p in bundle.trainable_named_parameters()]
             optimizer = build_optimizer(params, config, self.optimizers)
             lr_scheduler = build_lr_scheduler(optimizer, config, length.total_steps)
-            bundle.runtime_model = accelerator.prepare_model(bundle.model)
+            if accelerator.num_processes > 1:
+                ddp.exclude_frozen_from_ddp(bundle.model)
+            # placement is done (place_model); a second .to() would undo group offload
+            bundle.runtime_model = accelerator.prepare_model(bundle.model, device_placement=False)
             seed_everything(config.seed + accelerator.process_index)  # different noise on each rank
             if accelerator.is_main_process:
                 print_summary(run, length, optimizer_name=config.optimizer, extra=self.hooks.describe_run(run))
             result = TrainingLoop(run, optimizer, lr_scheduler, length.total_steps, length.max_epochs).train()
+            if accelerator.is_main_process:  # what overwrite_output_dir removes when a later run starts afresh
+                info["outputs"] = sorted({p.relative_to(output_dir).parts[0] for p in result.model_paths
+                                          if output_dir in p.parents})
+                write_run_info(output_dir, info)
             self.hooks.on_run_end(run, result)
             if accelerator.is_main_process:
                 from vtrain.training.summary import print_end_summary
@@ -143,10 +158,35 @@ class Runner:
             return result
         except BaseException as error:
             self.hooks.on_run_error(run, error)
+            if accelerator.num_processes > 1:
+                ddp.abort_process_group()  # the other ranks stop now, not at the process-group timeout
             raise
         finally:
             accelerator.end_training()
             _release_accelerate_state()
+            lock.release()
+
+    def _prepare_output_dir(self, output_dir: Path, accelerator: Any) -> Path | None:
+        """Refuse a fresh run over an earlier run's files (unless overwriting); find and verify the
+        checkpoint to resume from, and refuse it when the run's fingerprint differs in a fixed key."""
+        from vtrain.checkpoint import find_resume_path, read_fingerprint
+        from vtrain.fingerprint import compare_fingerprints, run_fingerprint
+        from vtrain.output_folder import check_fresh_run
+
+        config = self.config
+        main = accelerator.is_main_process
+        say = print if main else (lambda _message: None)
+        if main:
+            check_fresh_run(output_dir, bool(config.resume_from_checkpoint), config.overwrite_output_dir, say)
+        accelerator.wait_for_everyone()  # the earlier run's files are gone before any rank looks for checkpoints
+        path = find_resume_path(output_dir, config.resume_from_checkpoint, say)
+        if path is None:
+            if config.resume_from_checkpoint == "latest" and main and (output_dir / "metrics.jsonl").exists():
+                say(f"note: no intact checkpoint in {output_dir}: starting from scratch")
+            return None
+        for note in compare_fingerprints(read_fingerprint(path), run_fingerprint(config), path):
+            say(note)
+        return path
 
     def _run_info(self, accelerator: Any) -> dict[str, Any]:
         import torch

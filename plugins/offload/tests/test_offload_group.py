@@ -5,7 +5,6 @@ in a plain LTXPipeline, and validation runs with offload on."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -115,19 +114,3 @@ def test_run_with_group_offload_validates_and_saves_a_portable_lora(ltx_offload_
     pipeline = LTXPipeline.from_pretrained(base)
     pipeline.load_lora_weights(config["output_dir"])
     assert np.abs(render(pipeline) - plain).max() > 1e-4
-
-
-def test_stream_is_ignored_without_cuda_with_one_notice(ltx_offload_config: dict[str, Any],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
-    if torch.cuda.is_available():
-        pytest.skip("streams are used on CUDA")
-    from vtrain_offload import plugin
-
-    plugin._notice_once.reset()
-    with caplog.at_level(logging.WARNING, logger="vtrain.offload"):
-        for _ in range(2):
-            _runner, bundle = _prepare({**ltx_offload_config, "enable_group_offload": True,
-                                        "gradient_checkpointing": True, "group_offload_use_stream": True})
-            assert bundle.meta["group_offload"].use_stream is False
-    notices = [r for r in caplog.records if "group_offload_use_stream needs a CUDA device" in r.getMessage()]
-    assert len(notices) == 1

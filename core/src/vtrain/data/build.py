@@ -90,7 +90,8 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
             reports.append((f"text embeddings {name!r}", build_cache(
                 jobs, store, ctx.encode, input_name="captions", batch_size=int(config.get("vae_batch_size", 4)),
                 write_batch_size=plan.text[name].write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
-                description=f"caching text embeds ({name})", unit="caption", show_progress=ctx.show_progress)))
+                description=f"caching text embeds ({name})", unit="caption", show_progress=ctx.show_progress,
+                say=ctx.say)))
     with _offload(ctx, config, keep="vae"):
         for scan in scans:
             store = CacheStore(scan.backend.cache_dir_vae, compress)
@@ -99,7 +100,8 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
                 jobs, store, ctx.encode, input_name="pixels", batch_size=scan.backend.vae_batch_size,
                 write_batch_size=scan.backend.write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
                 description=f"caching latents ({scan.backend.id})",
-                unit="clip" if scan.backend.is_video else "image", show_progress=ctx.show_progress)))
+                unit="clip" if scan.backend.is_video else "image", show_progress=ctx.show_progress,
+                say=ctx.say)))
     ctx.barrier()
     for label, report in reports:
         say(f"{label}: {report.total} entries, {report.cached_before} already cached, {report.built} built"

@@ -4,6 +4,11 @@ A cache entry's name is a hash of everything that changes its content (the sourc
 the frames and crop used, the model and dtype, the code version), so a stale entry is never
 read and an unchanged one is never rebuilt. Each entry is written to a temporary file and
 renamed into place, so a killed build leaves only whole entries and resumes where it stopped.
+
+Every entry carries a checksum of its tensor bytes in its safetensors metadata. An entry is
+verified when it is read: a damaged one (truncated, overwritten with zeros, altered values) is
+rebuilt at start-up with a note naming its file (:meth:`CacheStore.verify`), and one found
+damaged during training stops the run with that file's name instead of being trained on.
 """
 
 from __future__ import annotations
@@ -20,10 +25,37 @@ from vtrain.atomic import atomic_write_bytes, atomic_write_json
 if TYPE_CHECKING:
     import torch
 
-CACHE_FORMAT_VERSION = 1  # bump when the encode pipeline of the data layer changes its output
+CACHE_FORMAT_VERSION = 2  # bump when the encode pipeline or the entry format changes (2: checksummed entries)
 _SUFFIX = ".safetensors"
 _COMPRESSED_SUFFIX = ".safetensors.zz"
 _FAILED_SUFFIX = ".failed.json"
+_CHECKSUM = "vtrain_blake2b"  # metadata key: blake2b of the bytes after the safetensors header
+
+
+class CacheEntryError(Exception):
+    """A cache entry is damaged; the message names its file and what is wrong."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _body_checksum(data: bytes) -> str:
+    header = int.from_bytes(data[:8], "little")
+    return hashlib.blake2b(data[8 + header :], digest_size=16).hexdigest()
+
+
+def _header(data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise ValueError(f"{len(data)} bytes, shorter than a safetensors header")
+    size = int.from_bytes(data[:8], "little")
+    if not 2 <= size <= len(data) - 8:
+        raise ValueError("the header size is impossible (truncated or overwritten)")
+    header = json.loads(data[8 : 8 + size])
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    return header
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -67,7 +99,10 @@ class CacheStore:
         """Write one entry atomically (temporary file + rename)."""
         from safetensors.torch import save
 
-        data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta or {})
+        plain = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        data = save(plain, metadata=meta or {})
+        # the tensor bytes do not depend on the metadata: the second serialisation only adds the checksum
+        data = save(plain, metadata={**(meta or {}), _CHECKSUM: _body_checksum(data)})
         base = self._base(key)
         if self.compress:
             path = base.with_name(base.name + _COMPRESSED_SUFFIX)
@@ -79,15 +114,52 @@ class CacheStore:
         return path
 
     def read(self, key: str) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load
-
+        """The entry's tensors, verified; raises :class:`CacheEntryError` naming a damaged file."""
         path = self.path_of(key)
         if path is None:
             raise KeyError(f"cache entry {key} is missing from {self.folder}")
-        data = path.read_bytes()
-        if path.name.endswith(_COMPRESSED_SUFFIX):
-            data = zlib.decompress(data)
-        return load(data)
+        return self._load_verified(path)
+
+    def verify(self, key: str) -> str | None:
+        """``None`` when the entry is intact (or absent), else the reason it is damaged."""
+        path = self.path_of(key)
+        if path is None:
+            return None
+        try:
+            self._load_verified(path)
+        except CacheEntryError as error:
+            return error.reason
+        return None
+
+    def discard(self, key: str) -> None:
+        """Remove an entry (a damaged one, before it is rebuilt)."""
+        path = self.path_of(key)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _load_verified(self, path: Path) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load
+
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CacheEntryError(path, f"cannot be read ({exc.strerror or exc})") from None
+        try:
+            if path.name.endswith(_COMPRESSED_SUFFIX):
+                data = zlib.decompress(data)
+            header = _header(data)
+            tensors = load(data)
+        except Exception as exc:  # zlib.error, ValueError, SafetensorError
+            raise CacheEntryError(path, f"not a readable cache entry (truncated or overwritten: {exc})") from None
+        expected = (header.get("__metadata__") or {}).get(_CHECKSUM)
+        if expected is None:
+            raise CacheEntryError(path, "the entry has no checksum")
+        if _body_checksum(data) != expected:
+            raise CacheEntryError(path, "its contents do not match its checksum (damaged on disk)")
+        for name, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise CacheEntryError(path, f"{name!r} holds NaN or infinite values")
+        return tensors
 
     # failure records let every rank learn why an entry built by another rank is missing
     def record_failure(self, key: str, reason: str) -> None:

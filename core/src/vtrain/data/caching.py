@@ -37,6 +37,7 @@ class CacheReport:
     cached_before: int = 0
     built: int = 0
     failed: int = 0
+    rebuilt_damaged: int = 0  # damaged entries found, removed and queued for rebuilding
     encode_calls: int = 0
     seconds: float = 0.0
 
@@ -59,6 +60,7 @@ def build_cache(
     description: str = "caching",
     unit: str = "item",
     show_progress: bool = True,
+    say: Callable[[str], Any] = print,
 ) -> CacheReport:
     """Encode every job whose entry is missing from ``store`` (this rank's share) and write it.
 
@@ -66,6 +68,10 @@ def build_cache(
     written in groups of ``write_batch_size`` (each file atomically), so after a kill at most the
     unwritten buffer is redone. A job whose input cannot be read is recorded as a failure in the
     store (so every rank can report it) and the build goes on.
+
+    Existing entries of this rank's share are verified first (their checksums and values): a
+    damaged one is removed and rebuilt, with a note naming its file. An encoder output holding NaN
+    or infinite values is never written: it is recorded as the sample's failure.
     """
     import time
 
@@ -76,7 +82,14 @@ def build_cache(
     report = CacheReport(total=len(unique))
     # shares are cut from every key (not just the missing ones): a rank that starts late, when
     # others have written entries already, still computes the same split
-    mine = [unique[key] for key in share_for_rank(list(unique), rank, world_size) if not store.has(key)]
+    share = share_for_rank(list(unique), rank, world_size)
+    for key in share:
+        damage = store.verify(key)
+        if damage is not None:
+            say(f"note: cache entry {store.path_of(key)} ({unique[key].label}) is damaged: {damage}; rebuilding it")
+            store.discard(key)
+            report.rebuilt_damaged += 1
+    mine = [unique[key] for key in share if not store.has(key)]
     report.cached_before = sum(1 for key in unique if store.has(key))
     if not mine:
         report.seconds = time.perf_counter() - started
@@ -89,8 +102,13 @@ def build_cache(
 
     def flush() -> None:
         for job, tensors in buffer:
+            bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+            if bad:
+                store.record_failure(job.key, f"the encoder returned NaN or infinite values ({', '.join(bad)})")
+                report.failed += 1
+                continue
             store.write(job.key, tensors, dict(job.meta))
-        report.built += len(buffer)
+            report.built += 1
         buffer.clear()
 
     try:

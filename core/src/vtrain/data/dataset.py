@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtrain.data.cache import CacheStore
+from vtrain.data.cache import CacheEntryError, CacheStore
+from vtrain.errors import TrainingError
 
 if TYPE_CHECKING:
     import torch
@@ -133,9 +134,15 @@ class CachedVideoDataset:
         part_index, sample_index = self.source_of(index)
         part = self.parts[part_index]
         sample = part.samples[sample_index]
-        item: dict[str, Any] = dict(part.vae_store.read(sample.vae_key))
+        try:
+            item: dict[str, Any] = dict(part.vae_store.read(sample.vae_key))
+        except CacheEntryError as error:
+            raise _damaged(error, sample.path) from None
         drop = part.caption_dropout > 0 and stable_uniform(self.seed, self.epoch, index, "caption") < part.caption_dropout
-        item.update(self._text(part_index, self.empty_text_key if drop else sample.text_key))
+        try:
+            item.update(self._text(part_index, self.empty_text_key if drop else sample.text_key))
+        except CacheEntryError as error:
+            raise _damaged(error, sample.path) from None
         item["is_i2v"] = torch.tensor(sample.is_i2v)
         item["fps"] = torch.tensor(float(sample.fps or 0.0))  # the source clip's frame rate; 0: unknown (images)
         item["sample_key"] = sample.vae_key  # content-keyed: lets plugins cache per-sample work (CREPA targets)
@@ -150,6 +157,14 @@ class CachedVideoDataset:
                 self._text_memo[memo_key] = cached
         return dict(cached)
 
+    def content_key(self) -> str:
+        """A hash of what the dataset holds (every slot's cached sample and caption): changes with the data."""
+        digest = hashlib.sha256()
+        for part_index, sample_index in self.slots:
+            sample = self.parts[part_index].samples[sample_index]
+            digest.update(f"{sample.vae_key}:{sample.text_key}\n".encode())
+        return digest.hexdigest()[:20]
+
     def bucket_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for index in range(len(self)):
@@ -159,3 +174,9 @@ class CachedVideoDataset:
 
     def describe(self) -> list[str]:
         return list(self.report)
+
+
+def _damaged(error: CacheEntryError, source: Path) -> TrainingError:
+    return TrainingError(f"the cache entry {error.path} (of {source}) was damaged during the run: {error.reason}. "
+                         "Nothing was trained on it. Start the run again with --resume_from_checkpoint latest: "
+                         "damaged entries are rebuilt at start-up")

@@ -7,11 +7,14 @@ used and the training size, never on the clip's length or the source resolution.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vtrain.data.geometry import Geometry
+from vtrain.errors import VtrainError
 
 if TYPE_CHECKING:
     import torch
@@ -20,7 +23,55 @@ CHUNK = 8  # frames decoded (and resized) at once
 
 
 class MediaError(Exception):
-    """A file cannot be read; the message is the reason shown to the user."""
+    """A file cannot be used; the message is the reason shown to the user.
+
+    ``kind`` says why: ``decode`` (the bytes were read and are not valid media: the only kind
+    ``delete_problematic_images`` may delete), ``io`` (the file could not be read: permissions, a
+    network share; never deleted) or ``empty`` (0 bytes, perhaps still being written; never deleted).
+    """
+
+    def __init__(self, message: str, kind: str = "decode") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class MediaProcessingError(VtrainError):
+    """A file decoded, but resizing or cropping its frames failed: not a damaged file, so the run
+    stops with the file and the sizes named instead of dropping the sample as unreadable."""
+
+    exit_code = 3
+
+
+def _error_kind(exc: BaseException) -> str:
+    """``io`` for operating-system read errors (they carry an errno), else ``decode``.
+
+    PIL reports undecodable images as ``OSError`` subclasses without an errno; PyAV's permission
+    and I/O errors subclass the built-in ones with their errno.
+    """
+    return "io" if isinstance(exc, OSError) and exc.errno is not None else "decode"
+
+
+@functools.lru_cache(maxsize=1)
+def video_decoder() -> str:
+    """``decord`` when it can be imported, else ``pyav`` (checked once per process)."""
+    try:
+        import decord  # noqa: F401
+    except Exception:  # ImportError, or a broken native library
+        return "pyav"
+    return "decord"
+
+
+_announced: set[str] = set()
+
+
+def announce_decoder(say: Callable[[str], Any]) -> None:
+    """Say once per process which video decoder is in use."""
+    decoder = video_decoder()
+    if decoder in _announced:
+        return
+    _announced.add(decoder)
+    say("video decoder: decord (PyAV for files decord cannot read)" if decoder == "decord" else
+        "video decoder: PyAV (decord is not installed; `pip install decord` reads most videos faster)")
 
 
 @dataclass(frozen=True)
@@ -35,18 +86,26 @@ class MediaInfo:
 
 
 def probe(path: Path, is_video: bool) -> MediaInfo:
-    """Size, frame count and fps of ``path``; raises :class:`MediaError` with the reason."""
+    """Size, frame count and fps of ``path``; raises :class:`MediaError` with the reason and its kind
+    (an ``OSError`` from ``stat`` is passed on: the file could not be read)."""
     if path.stat().st_size == 0:
-        raise MediaError("empty file (0 bytes)")
+        raise MediaError("empty file (0 bytes)", kind="empty")
     if not is_video:
         return _probe_image(path)
+    if video_decoder() == "pyav":
+        try:
+            return _probe_pyav(path)
+        except MediaError as pyav_error:
+            raise MediaError(f"unreadable video: PyAV: {pyav_error}", pyav_error.kind) from None
     try:
         return _probe_decord(path)
     except MediaError as decord_error:
         try:
             return _probe_pyav(path)
         except MediaError as pyav_error:
-            raise MediaError(f"unreadable video: decord: {decord_error}; PyAV: {pyav_error}") from None
+            kind = "io" if "io" in (decord_error.kind, pyav_error.kind) else "decode"
+            what = "cannot read video" if kind == "io" else "unreadable video"
+            raise MediaError(f"{what}: decord: {decord_error}; PyAV: {pyav_error}", kind) from None
 
 
 def _probe_image(path: Path) -> MediaInfo:
@@ -58,7 +117,9 @@ def _probe_image(path: Path) -> MediaInfo:
         with Image.open(path) as image:
             width, height = image.size
     except Exception as exc:  # PIL raises many kinds
-        raise MediaError(f"unreadable image: {type(exc).__name__}: {exc}") from None
+        kind = _error_kind(exc)
+        what = "cannot read image" if kind == "io" else "unreadable image"
+        raise MediaError(f"{what}: {type(exc).__name__}: {exc}", kind) from None
     return MediaInfo(width, height, 1, 0.0, "pil")
 
 
@@ -72,7 +133,8 @@ def _probe_decord(path: Path) -> MediaInfo:
         fps = float(reader.get_avg_fps())
         del reader
     except Exception as exc:
-        raise MediaError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise MediaError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                         _error_kind(exc)) from None
     if frames <= 0 or width <= 0:
         raise MediaError("no frames")
     return MediaInfo(int(width), int(height), int(frames), fps, "decord")
@@ -90,7 +152,7 @@ def _probe_pyav(path: Path) -> MediaInfo:
             if not frames:  # containers without a frame count: count packets (no decoding)
                 frames = sum(1 for packet in container.demux(stream) if packet.size)
     except Exception as exc:
-        raise MediaError(f"{type(exc).__name__}: {exc}") from None
+        raise MediaError(f"{type(exc).__name__}: {exc}", _error_kind(exc)) from None
     if frames <= 0 or width <= 0:
         raise MediaError("no video frames")
     return MediaInfo(int(width), int(height), int(frames), fps, "pyav")
@@ -99,31 +161,52 @@ def _probe_pyav(path: Path) -> MediaInfo:
 def load_pixels(path: Path, info: MediaInfo, geometry: Geometry) -> torch.Tensor:
     """Frames ``0 .. geometry.frames-1`` of ``path``, resized and cropped: float (F, C, H, W) in [0, 1].
 
-    Raises :class:`MediaError` when the file cannot deliver them (truncated, corrupt).
+    Raises :class:`MediaError` when the file cannot deliver them (truncated, corrupt, unreadable),
+    and :class:`MediaProcessingError` when frames decoded but could not be resized or cropped.
     """
     if info.reader == "pil":
-        return _fit(_load_image(path), geometry)
-    if info.reader == "decord":
+        return _fit(_load_image(path), geometry, path)
+    out = _output(geometry)
+    if info.reader == "decord" and video_decoder() == "decord":
         try:
-            return _decord_frames(path, geometry)
+            return _fill(out, _decord_chunks(path, geometry), geometry, path)
         except MediaError:
             pass  # fall through to PyAV
-    return _pyav_frames(path, geometry)
+    return _fill(out, _pyav_chunks(path, geometry), geometry, path)
 
 
-def _fit(frames_uint8: Any, geometry: Geometry) -> torch.Tensor:
+def _fill(out: torch.Tensor, chunks: Iterator[Any], geometry: Geometry, path: Path) -> torch.Tensor:
+    """Resize/crop each decoded chunk into ``out`` (decode errors come from ``chunks`` as MediaError)."""
+    done = 0
+    for frames in chunks:
+        out[done : done + len(frames)] = _fit(frames, geometry, path)
+        done += len(frames)
+    return out
+
+
+def _fit(frames_uint8: Any, geometry: Geometry, path: Path) -> torch.Tensor:
     """(F, H, W, 3) uint8 -> resized, cropped (F, 3, h, w) float in [0, 1]."""
     import numpy as np
     import torch
 
-    tensor = torch.from_numpy(np.require(frames_uint8, dtype=np.uint8, requirements="W")).permute(0, 3, 1, 2).float().div_(255.0)
-    pre_w, pre_h = geometry.pre_size
-    if tensor.shape[-2:] != (pre_h, pre_w):
-        down = pre_h < tensor.shape[-2] or pre_w < tensor.shape[-1]
-        tensor = torch.nn.functional.interpolate(tensor, size=(pre_h, pre_w), mode="bilinear", align_corners=False,
-                                                 antialias=down)
-    left, top, width, height = geometry.crop_box
-    return tensor[:, :, top : top + height, left : left + width].clamp_(0.0, 1.0)
+    try:
+        tensor = torch.from_numpy(np.require(frames_uint8, dtype=np.uint8, requirements="W")).permute(0, 3, 1, 2)
+        tensor = tensor.float().div_(255.0)
+        pre_w, pre_h = geometry.pre_size
+        if tensor.shape[-2:] != (pre_h, pre_w):
+            down = pre_h < tensor.shape[-2] or pre_w < tensor.shape[-1]
+            tensor = torch.nn.functional.interpolate(tensor, size=(pre_h, pre_w), mode="bilinear",
+                                                     align_corners=False, antialias=down)
+        left, top, width, height = geometry.crop_box
+        tensor = tensor[:, :, top : top + height, left : left + width].clamp_(0.0, 1.0)
+        if tuple(tensor.shape[-2:]) != (geometry.size[1], geometry.size[0]):
+            raise ValueError(f"the crop box {geometry.crop_box} does not fit the resized {pre_w}x{pre_h} frames")
+    except Exception as exc:
+        raise MediaProcessingError(
+            f"{path}: the frames decoded, but resizing them to {geometry.pre_size[0]}x{geometry.pre_size[1]} and "
+            f"cropping {geometry.size[0]}x{geometry.size[1]} failed ({type(exc).__name__}: {exc}); the file is not "
+            "damaged: check the dataset's resolution and crop settings") from None
+    return tensor
 
 
 def _load_image(path: Path) -> Any:
@@ -134,27 +217,33 @@ def _load_image(path: Path) -> Any:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"))
     except Exception as exc:
-        raise MediaError(f"unreadable image: {type(exc).__name__}: {exc}") from None
+        kind = _error_kind(exc)
+        raise MediaError(f"{'cannot read' if kind == 'io' else 'unreadable'} image: {type(exc).__name__}: {exc}",
+                         kind) from None
     return array[None]
 
 
-def _decord_frames(path: Path, geometry: Geometry) -> torch.Tensor:
+def _decord_chunks(path: Path, geometry: Geometry) -> Iterator[Any]:
+    """Decoded (F, H, W, 3) uint8 chunks; every decoder failure becomes :class:`MediaError`."""
     try:
         import decord
 
         reader = decord.VideoReader(str(path), num_threads=1)
         if len(reader) < geometry.frames:
             raise MediaError(f"only {len(reader)} frames, {geometry.frames} needed")
-        out = _output(geometry)
-        for start in range(0, geometry.frames, CHUNK):
-            indices = list(range(start, min(start + CHUNK, geometry.frames)))
-            out[start : start + len(indices)] = _fit(reader.get_batch(indices).asnumpy(), geometry)
-        del reader
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"decord: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    return out
+        raise MediaError(f"decord: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                         _error_kind(exc)) from None
+    for start in range(0, geometry.frames, CHUNK):
+        indices = list(range(start, min(start + CHUNK, geometry.frames)))
+        try:
+            chunk = reader.get_batch(indices).asnumpy()
+        except Exception as exc:
+            raise MediaError(f"decord: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                             _error_kind(exc)) from None
+        yield chunk
 
 
 def _output(geometry: Geometry) -> torch.Tensor:
@@ -164,28 +253,36 @@ def _output(geometry: Geometry) -> torch.Tensor:
     return torch.empty(geometry.frames, 3, height, width)
 
 
-def _pyav_frames(path: Path, geometry: Geometry) -> torch.Tensor:
+def _pyav_chunks(path: Path, geometry: Geometry) -> Iterator[Any]:
+    """Decoded (F, H, W, 3) uint8 chunks of the first ``geometry.frames`` frames, read with PyAV."""
     import numpy as np
 
-    out = _output(geometry)
     pending: list[Any] = []
     decoded = 0
     try:
         import av
 
-        with av.open(str(path)) as container:
+        container = av.open(str(path))
+    except Exception as exc:
+        raise MediaError(f"PyAV: {type(exc).__name__}: {exc}", _error_kind(exc)) from None
+    with container:
+        try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                pending.append(frame.to_ndarray(format="rgb24"))
-                decoded += 1
-                if len(pending) == CHUNK or decoded == geometry.frames:
-                    out[decoded - len(pending) : decoded] = _fit(np.stack(pending), geometry)
-                    pending = []
-                if decoded == geometry.frames:
+            frames = container.decode(stream)
+        except Exception as exc:
+            raise MediaError(f"PyAV: {type(exc).__name__}: {exc}", _error_kind(exc)) from None
+        while decoded < geometry.frames:
+            try:
+                frame = next(frames, None)
+                if frame is None:
                     break
-    except Exception as exc:
-        raise MediaError(f"PyAV: {type(exc).__name__}: {exc}") from None
+                pending.append(frame.to_ndarray(format="rgb24"))
+            except Exception as exc:
+                raise MediaError(f"PyAV: {type(exc).__name__}: {exc}", _error_kind(exc)) from None
+            decoded += 1
+            if len(pending) == CHUNK or decoded == geometry.frames:
+                yield np.stack(pending)
+                pending = []
     if decoded < geometry.frames:
         raise MediaError(f"truncated: decoded {decoded} of the {geometry.frames} frames needed")
-    return out

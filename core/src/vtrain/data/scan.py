@@ -11,9 +11,10 @@ from typing import Any
 
 from vtrain.data.cache import MetadataIndex, file_digest
 from vtrain.data.geometry import Geometry, bucket_key, frames_for, measure, plan_geometry
-from vtrain.data.media_io import MediaError, MediaInfo, probe
+from vtrain.data.media_io import MediaError, MediaInfo, announce_decoder, probe
 from vtrain.data.spec import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaBackend
 from vtrain.family import FamilyTraits
+from vtrain.output_folder import is_run_output_folder
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,20 @@ class ScanResult:
     deleted: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def list_files(backend: MediaBackend) -> list[Path]:
-    """Media files of the backend's folder (recursively, sorted; hidden folders ignored)."""
+def list_files(backend: MediaBackend, run_folders: list[Path] | None = None) -> list[Path]:
+    """Media files of the backend's folder (recursively, sorted; hidden folders ignored).
+
+    A folder that is a vtrain run's output folder (its validation media are not data) is never
+    read; it is appended to ``run_folders``.
+    """
     extensions = VIDEO_EXTENSIONS if backend.is_video else IMAGE_EXTENSIONS
     found = []
     for root, dirs, files in os.walk(backend.instance_data_dir):
+        if is_run_output_folder(Path(root)):
+            if run_folders is not None:
+                run_folders.append(Path(root))
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if name.lower().endswith(extensions) and not name.startswith("."):
@@ -71,23 +81,34 @@ def read_caption(path: Path, backend: MediaBackend) -> tuple[str | None, str | N
 
 def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic: bool = False,
                  save_metadata: bool = True, say: Callable[[str], Any] = print) -> ScanResult:
-    """Probe every file of ``backend``; unreadable files are skipped (or deleted) with the reason."""
+    """Probe every file of ``backend``; unusable files are skipped with the reason.
+
+    With ``delete_problematic``, a file that was read and failed to *decode* is deleted; a file
+    that could not be read (permissions, I/O errors) or is empty is only ever skipped.
+    """
     result = ScanResult(backend)
     index = MetadataIndex(backend.cache_dir_vae)
-    for path in list_files(backend):
+    if backend.is_video:
+        announce_decoder(say)
+    run_folders: list[Path] = []
+    for path in list_files(backend, run_folders):
         caption, reason = read_caption(path, backend)
         if caption is None:
             result.skipped.append((path, str(reason)))
             continue
-        record = index.lookup(path)
+        record = _lookup(index, path)
         if record is None:
             record = _probe_record(path, backend.is_video)
-            index.store(path, record)
+            if record.get("kind") != "io":  # a read error may be gone next time: never remembered
+                index.store(path, record)
         if "error" in record:
-            if delete_problematic:
+            if delete_problematic and record.get("kind") == "decode":
                 path.unlink(missing_ok=True)
-                result.deleted.append((path, record["error"]))
-                say(f"delete_problematic_images: deleted {path} ({record['error']})")
+                result.deleted.append((path, f"read, but cannot be decoded: {record['error']}"))
+                say(f"delete_problematic_images: deleted {path} (read, but cannot be decoded: {record['error']})")
+            elif delete_problematic:
+                why = "it could not be read" if record.get("kind") == "io" else "it is empty (perhaps still being written)"
+                result.skipped.append((path, f"{record['error']} (not deleted: {why}, which is no proof it is damaged)"))
             else:
                 result.skipped.append((path, record["error"]))
             continue
@@ -102,18 +123,38 @@ def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic
             continue
         geometry = plan_geometry(info.width, info.height, frames, backend, traits.spatial_alignment, record["digest"])
         result.items.append(ScannedItem(path, record["digest"], info, geometry, bucket_key(geometry, backend), caption))
+    for folder in run_folders:
+        result.skipped.append((folder, "a vtrain run's output folder: its files are never read as data"))
     if save_metadata:
         backend.cache_dir_vae.mkdir(parents=True, exist_ok=True)
         index.save()
     return result
 
 
+def _lookup(index: MetadataIndex, path: Path) -> dict[str, Any] | None:
+    try:
+        record = index.lookup(path)
+    except OSError:
+        return None  # probed below, which reports the read error
+    if record is not None and "error" in record and "kind" not in record:
+        return None  # a record of an older vtrain that did not tell read errors from decode errors
+    return record
+
+
 def _probe_record(path: Path, is_video: bool) -> dict[str, Any]:
+    """The file's digest and probe, or ``{"error", "kind"}``: reading every byte first (the digest)
+    tells a file that cannot be read (``io``) from one that was read and cannot be decoded."""
+    try:
+        digest = file_digest(path)
+    except OSError as exc:
+        return {"error": f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})", "kind": "io"}
     try:
         info = probe(path, is_video)
-    except (MediaError, OSError) as exc:
-        return {"error": str(exc)}
-    return {"digest": file_digest(path), "info": info.__dict__.copy()}
+    except MediaError as exc:
+        return {"error": str(exc), "kind": exc.kind}
+    except OSError as exc:
+        return {"error": f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})", "kind": "io"}
+    return {"digest": digest, "info": info.__dict__.copy()}
 
 
 def _size_problem(info: MediaInfo, backend: MediaBackend) -> str | None:

@@ -66,6 +66,50 @@ class FamilyContract:
         grads = [p.grad for _, p in bundle.trainable_named_parameters()]
         assert any(g is not None and torch.count_nonzero(g) > 0 for g in grads)
 
+    def test_velocity_predictor_keeps_its_promises(self, runner: Any) -> None:
+        """For families offering :class:`vtrain.family.VelocityPredictor` (skipped otherwise): inputs drawn by
+        ``draw_flow_inputs`` train exactly like the loss's own draws, ``noisy_latents`` equal to the analytic
+        input and a ``loss_weight`` of ones change nothing, and ``predict_velocity`` is the loss's prediction."""
+        import torch
+
+        from vtrain.data.base import collate
+        from vtrain.family import TrainState, VelocityPredictor
+        from vtrain.flow_matching import noisy_latents
+
+        family, hooks, config = runner.family, runner.hooks, runner.config
+        if not isinstance(family, VelocityPredictor):
+            pytest.skip(f"the {family.name!r} family does not offer VelocityPredictor")
+        bundle = hooks.load_model(config, family)
+        hooks.prepare_model(bundle, config, torch.device("cpu"))
+        dataset = hooks.build_dataset(bundle, config, family)
+        bucket = dataset.bucket_of(0)
+        batch = collate([dataset[i] for i in range(len(dataset)) if dataset.bucket_of(i) == bucket][:2])
+        state = TrainState(max_steps=1, shift_for=lambda shape: hooks.schedule_shift(config, shape))
+
+        def loss(extra: dict[str, Any]) -> Any:
+            torch.manual_seed(0)
+            return family.compute_loss(bundle, {**batch, **extra}, config, state)
+
+        own = loss({})
+        torch.manual_seed(0)
+        drawn = family.draw_flow_inputs(bundle, dict(batch), config, state)
+        assert drawn["sigmas"].shape == (batch["latents"].shape[0],)
+        assert drawn["noise"].shape == batch["latents"].shape
+        given = loss(drawn)
+        assert torch.equal(own.loss, given.loss)
+        x_t = noisy_latents(batch["latents"].float(), drawn["noise"], drawn["sigmas"])
+        assert torch.equal(loss({**drawn, "noisy_latents": x_t}).loss, own.loss)
+        assert torch.equal(loss({**drawn, "loss_weight": torch.ones_like(x_t)}).loss, own.loss)
+        assert own.prediction is not None and own.prediction.shape == batch["latents"].shape
+        full = {**batch, **drawn}
+        mask = family.fixed_condition_mask(bundle, full)
+        if mask is not None:
+            assert torch.broadcast_shapes(mask.shape, x_t.shape) == x_t.shape
+        with torch.no_grad():
+            velocity = family.predict_velocity(bundle, full, x_t, drawn["sigmas"])
+        assert velocity.shape == x_t.shape and velocity.dtype == torch.float32
+        torch.testing.assert_close(velocity, own.prediction.detach(), rtol=1e-4, atol=1e-5)
+
     def test_schedule_shift_is_none_or_positive(self, runner: Any) -> None:
         shift = runner.hooks.schedule_shift(runner.config, (4, 2, 4, 4))
         assert shift is None or shift > 0

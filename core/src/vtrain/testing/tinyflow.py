@@ -71,7 +71,8 @@ class Captured:
 
 
 class TinyFlowFamily:
-    """The ``tinyflow`` family object (follows :class:`vtrain.family.ModelFamily`)."""
+    """The ``tinyflow`` family object (follows :class:`vtrain.family.ModelFamily` and the optional
+    capabilities ``HiddenStateCapture``, ``LatentDecoder``, ``PreviewDecoder`` and ``VelocityPredictor``)."""
 
     name = NAME
     # The cheap encoder below maps 4k+1 frames to k+1 latent frames and 8x8 pixels to one latent pixel.
@@ -157,11 +158,12 @@ class TinyFlowFamily:
             return resolution_shift(tokens, base_seq_len=16, max_seq_len=64, base_shift=0.5, max_shift=1.15)
         return config.flow_schedule_shift
 
-    def compute_loss(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
-                     state: TrainState) -> LossOutput:
+    def draw_flow_inputs(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                         state: TrainState) -> dict[str, Any]:
+        """:class:`vtrain.family.VelocityPredictor`: ``sigmas`` then ``noise``, drawn as ``compute_loss`` draws them."""
         import torch
 
-        from vtrain.flow_matching import noisy_latents, sample_sigmas, shift_sigmas
+        from vtrain.flow_matching import sample_sigmas, shift_sigmas
 
         x0 = batch["latents"].float()
         if "sigmas" in batch:  # fixed timesteps (evaluation): used as given
@@ -173,15 +175,40 @@ class TinyFlowFamily:
             if shift is not None:
                 sigmas = shift_sigmas(sigmas, shift)
         noise = batch["noise"].to(x0.device, x0.dtype) if "noise" in batch else torch.randn_like(x0)
-        x_t = noisy_latents(x0, noise, sigmas)
+        return {"sigmas": sigmas, "noise": noise}
+
+    def fixed_condition_mask(self, bundle: ModelBundle, batch: dict[str, Any]) -> None:
+        """:class:`vtrain.family.VelocityPredictor`: tinyflow has no fixed conditions."""
+        return None
+
+    def predict_velocity(self, bundle: ModelBundle, batch: dict[str, Any], noisy_latents: torch.Tensor,
+                         sigmas: torch.Tensor) -> torch.Tensor:
+        """:class:`vtrain.family.VelocityPredictor`: the model's velocity (the unwrapped model, no collectives)."""
+        return bundle.model(noisy_latents.float(), sigmas.float(), batch["labels"]).float()
+
+    def compute_loss(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                     state: TrainState) -> LossOutput:
+        """Flow matching; honours ``sigmas``, ``noise``, ``noisy_latents`` and ``loss_weight`` in the batch."""
+        from vtrain.flow_matching import noisy_latents
+
+        x0 = batch["latents"].float()
+        drawn = self.draw_flow_inputs(bundle, batch, config, state)
+        sigmas, noise = drawn["sigmas"], drawn["noise"]
+        if batch.get("noisy_latents") is not None:
+            x_t = batch["noisy_latents"].to(x0.device, x0.dtype)
+        else:
+            x_t = noisy_latents(x0, noise, sigmas)
         prediction = bundle.forward_model()(x_t, sigmas, batch["labels"]).float()
         error = (prediction - (noise - x0)) ** 2
+        if batch.get("loss_weight") is not None:
+            error = error * batch["loss_weight"].to(error.device, error.dtype)
         if config.use_masked_loss:
             weight = batch["mask"].to(error.dtype).expand_as(error)
             loss = (error * weight).sum() / weight.sum().clamp_min(1)
         else:
             loss = error.mean()
-        return LossOutput(loss=loss, terms={"flow": loss.detach()}, metrics={"sigma_mean": float(sigmas.mean())})
+        return LossOutput(loss=loss, terms={"flow": loss.detach()}, metrics={"sigma_mean": float(sigmas.mean())},
+                          prediction=prediction)
 
     def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
                  prompts: Mapping[str, str]) -> list[Artifact]:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from vtrain.checkpoint import (
     CheckpointWriter,
     LoopPosition,
-    find_resume_path,
     list_checkpoints,
     load_checkpoint,
+    read_fingerprint,
 )
 from vtrain.data.base import collate, group_by_bucket, plan_epoch
 from vtrain.errors import TrainingError
@@ -44,7 +44,11 @@ class TrainingLoop:
         self.params = list(self.trainables.values())
         self.extra_params = [p for name, p in self.trainables.items() if not name.startswith("model.")]
         self.buckets = group_by_bucket(run.dataset)
-        self.checkpoints = CheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc)
+        from vtrain.fingerprint import dataset_fingerprint, run_fingerprint
+
+        self.fingerprint = {**run_fingerprint(self.config), "dataset": dataset_fingerprint(run.dataset)}
+        self.checkpoints = CheckpointWriter(run.output_dir, self.config.checkpoints_total_limit, self.acc,
+                                            self.fingerprint)
         self.prompts = collect_prompts(self.config)
         self.validation_paths: list[Path] = []
         self.metrics_file: Any = None
@@ -154,9 +158,14 @@ class TrainingLoop:
     def _start_or_resume(self) -> tuple[TrainState, Path | None]:
         config = self.config
         state = TrainState(max_steps=self.total_steps)
-        path = find_resume_path(self.run.output_dir, config.resume_from_checkpoint)
+        path = self.run.resume_path
         if path is None:
             return state, None
+        saved_data = (read_fingerprint(path) or {}).get("dataset")
+        if saved_data is not None and saved_data != self.fingerprint["dataset"]:
+            self._say(f"note: the dataset changed since {path} was written ({saved_data.get('samples')} samples "
+                      f"then, {self.fingerprint['dataset'].get('samples')} now): the data order differs from an "
+                      "uninterrupted run")
         position, rng_restored = load_checkpoint(path, self.trainables, self.optimizer, self.lr_scheduler,
                                                  self.run.statefuls, self.acc.process_index)
         if not rng_restored or position.world_size != self.acc.num_processes:

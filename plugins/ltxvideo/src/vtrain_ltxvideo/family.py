@@ -1,5 +1,5 @@
-"""The ``ltxvideo`` family object (follows :class:`vtrain.family.ModelFamily` and
-:class:`vtrain.family.HiddenStateCapture`). Each step lives in its own module; this class wires them."""
+"""The ``ltxvideo`` family object (follows :class:`vtrain.family.ModelFamily`,
+:class:`vtrain.family.HiddenStateCapture` and :class:`vtrain.family.VelocityPredictor`). Each step lives in its own module; this class wires them."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ DEFAULT_TEXT_LENGTH = 128
 # Kept in full precision when the base model is quantised: patch embedding, timestep and caption
 # projections, the output projection and every norm (sensitive to rounding, and small).
 QUANTIZATION_EXCLUSIONS = ("proj_in", "proj_out", "time_embed", "caption_projection", "*norm*")
+# Self-attention gets no mask; the cross-attention (attn2) always gets the prompt's padding mask.
+UNMASKED_ATTENTION = ("transformer_blocks.*.attn1",)
 
 
 def batch_fps(batch: dict[str, Any], default: float) -> float:
@@ -48,7 +50,8 @@ class LTXVideoFamily:
     def _traits(latent_channels: int) -> FamilyTraits:
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
-                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS)
+                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
+                            unmasked_attention=UNMASKED_ATTENTION)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -182,3 +185,22 @@ class LTXVideoFamily:
         from vtrain_ltxvideo.decoding import decode_latents
 
         return decode_latents(bundle, latents)
+
+    def draw_flow_inputs(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                         state: TrainState) -> dict[str, Any]:
+        """:class:`vtrain.family.VelocityPredictor`: ``sigmas``, ``noise`` and ``i2v_mask``, drawn as the loss does."""
+        from vtrain_ltxvideo.velocity import draw_flow_inputs
+
+        return draw_flow_inputs(bundle, batch, config, state, self.schedule_shift)
+
+    def fixed_condition_mask(self, bundle: ModelBundle, batch: dict[str, Any]) -> Any:
+        """:class:`vtrain.family.VelocityPredictor`: 1 on the clean image-to-video first latent frame."""
+        from vtrain_ltxvideo.velocity import fixed_condition_mask
+
+        return fixed_condition_mask(batch)
+
+    def predict_velocity(self, bundle: ModelBundle, batch: dict[str, Any], noisy_latents: Any, sigmas: Any) -> Any:
+        """:class:`vtrain.family.VelocityPredictor`: the transformer's velocity, shaped like the latents."""
+        from vtrain_ltxvideo.velocity import predict_velocity
+
+        return predict_velocity(bundle, batch, noisy_latents, sigmas, fps=batch_fps(batch, self.traits.default_fps))

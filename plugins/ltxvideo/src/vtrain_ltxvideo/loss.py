@@ -61,27 +61,42 @@ def i2v_mask(batch: dict[str, Any], x0: torch.Tensor, probability: float) -> tor
     return wanted
 
 
-def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: TrainState,
-                       shift_fallback: Any, fps: float) -> LossOutput:
-    """The training loss for one batch of cached latents and text embeddings."""
+def draw_inputs(batch: dict[str, Any], x0: torch.Tensor, config: ResolvedConfig, state: TrainState,
+                shift_fallback: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sigmas, noise, conditioned): each taken from the batch when given (``sigmas``, ``noise``,
+    ``i2v_mask``), else drawn in this order from the torch global RNG."""
     import torch
 
-    from vtrain.family import LossOutput
-    from vtrain.flow_matching import noisy_latents
-
-    model = bundle.forward_model()
-    patch, patch_t = bundle.meta["patch_size"], bundle.meta["patch_size_t"]
-    x0 = batch["latents"].float()
     sigmas = draw_sigmas(batch, x0, config, state, shift_fallback)
     noise = batch["noise"].to(x0.device, x0.dtype) if batch.get("noise") is not None else torch.randn_like(x0)
-    conditioned = i2v_mask(batch, x0, config.i2v_conditioning_probability)
+    if batch.get("i2v_mask") is not None:
+        conditioned = batch["i2v_mask"].to(x0.device).bool().reshape(x0.shape[0])
+    else:
+        conditioned = i2v_mask(batch, x0, config.i2v_conditioning_probability)
+    return sigmas, noise, conditioned
 
-    x_t = noisy_latents(x0, noise, sigmas)
+
+def condition_frame_mask(conditioned: torch.Tensor, x0: torch.Tensor) -> torch.Tensor | None:
+    """(B, 1, F, H, W): 1 on the first latent frame of conditioned samples; ``None`` when none is."""
+    import torch
+
+    if not bool(conditioned.any()):
+        return None
+    frame_mask = torch.zeros(x0.shape[0], 1, *x0.shape[2:], device=x0.device)  # 1 = clean condition
+    frame_mask[conditioned, :, 0] = 1.0
+    return frame_mask
+
+
+def transformer_velocity(bundle: ModelBundle, model: Any, batch: dict[str, Any], x_t: torch.Tensor, x0: torch.Tensor,
+                         sigmas: torch.Tensor, frame_mask: torch.Tensor | None,
+                         fps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(packed float prediction (B, S, C'), token mask (B, S) of the clean condition or ``None``).
+
+    The condition frame is made clean in the input and gets timestep 0 (per-token timesteps)."""
+    patch, patch_t = bundle.meta["patch_size"], bundle.meta["patch_size_t"]
     timestep = sigmas * float(bundle.noise_scheduler.config.get("num_train_timesteps", TIMESTEP_SCALE))
     token_mask = None
-    if bool(conditioned.any()):
-        frame_mask = torch.zeros(x0.shape[0], 1, *x0.shape[2:], device=x0.device)  # 1 = clean condition
-        frame_mask[conditioned, :, 0] = 1.0
+    if frame_mask is not None:
         x_t = x_t * (1 - frame_mask) + x0 * frame_mask
         token_mask = pack_latents(frame_mask, patch, patch_t).squeeze(-1)  # (B, S)
         timestep = timestep[:, None] * (1 - token_mask)  # per-token timesteps, 0 for the clean frame
@@ -97,12 +112,46 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
                                   bundle.meta["spatial_compression"]),
         return_dict=False,
     )[0].float()
+    return prediction, token_mask
+
+
+def unpack_like(bundle: ModelBundle, tokens: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """Packed tokens back to the latents' layout (B, C, F, H, W)."""
+    from vtrain_ltxvideo.encoding import unpack_latents
+
+    patch, patch_t = bundle.meta["patch_size"], bundle.meta["patch_size_t"]
+    return unpack_latents(tokens, x0.shape[2] // patch_t, x0.shape[3] // patch, x0.shape[4] // patch, patch, patch_t)
+
+
+def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: TrainState,
+                       shift_fallback: Any, fps: float) -> LossOutput:
+    """The training loss for one batch of cached latents and text embeddings.
+
+    Honours the optional batch keys ``sigmas``, ``noise``, ``i2v_mask`` (used as given), ``noisy_latents``
+    (the model input instead of the interpolation) and ``loss_weight`` (per-element weight on the error)."""
+    from vtrain.family import LossOutput
+    from vtrain.flow_matching import noisy_latents
+
+    patch, patch_t = bundle.meta["patch_size"], bundle.meta["patch_size_t"]
+    x0 = batch["latents"].float()
+    sigmas, noise, conditioned = draw_inputs(batch, x0, config, state, shift_fallback)
+    if batch.get("noisy_latents") is not None:
+        x_t = batch["noisy_latents"].to(x0.device, x0.dtype)
+    else:
+        x_t = noisy_latents(x0, noise, sigmas)
+    frame_mask = condition_frame_mask(conditioned, x0)
+    prediction, token_mask = transformer_velocity(bundle, bundle.forward_model(), batch, x_t, x0, sigmas, frame_mask,
+                                                  fps)
     target = pack_latents(noise - x0, patch, patch_t)
-    error = ((prediction - target) ** 2).mean(dim=-1)  # (B, S)
+    squared = (prediction - target) ** 2
+    if batch.get("loss_weight") is not None:
+        squared = squared * pack_latents(batch["loss_weight"].to(x0.device, x0.dtype).expand_as(x0), patch, patch_t)
+    error = squared.mean(dim=-1)  # (B, S)
     if token_mask is None:
         loss = error.mean()
     else:  # the clean condition frame's tokens are left out of the loss
         weight = 1 - token_mask
         loss = (error * weight).sum() / weight.sum().clamp_min(1)
     return LossOutput(loss=loss, terms={"flow": loss.detach()},
-                      metrics={"sigma_mean": float(sigmas.mean()), "i2v_fraction": float(conditioned.float().mean())})
+                      metrics={"sigma_mean": float(sigmas.mean()), "i2v_fraction": float(conditioned.float().mean())},
+                      prediction=unpack_like(bundle, prediction, x0))

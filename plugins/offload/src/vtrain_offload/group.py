@@ -17,6 +17,8 @@ frozen tensors inside the blocks, and puts everything else on the accelerator fo
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +136,7 @@ def defer_offload_in_backward(model: torch.nn.Module) -> None:
     operations keep references to the block's weight tensors. diffusers' hooks would offload them right
     after the recompute (to disk: replaced by empty tensors), so the gradients would be computed from
     moved or garbage data. Inside the backward pass an offload is therefore postponed until a group of
-    another block is loaded (the backward pass has then left the block), or the next forward begins.
+    another block is loaded (the backward pass has then left the block), or the backward pass ends.
     """
     import torch
 
@@ -147,6 +149,15 @@ def defer_offload_in_backward(model: torch.nn.Module) -> None:
                     block_of[id(tensor)] = len(block_modules)
                 block_modules.append(block)
     pending: dict[int, Any] = {}
+    flush_queued = [False]
+
+    def flush_at_backward_end() -> None:
+        # the backward pass is over: nothing holds the deferred groups any more
+        flush_queued[0] = False
+        for other_id, (_other, _blocks, other_offload) in list(_pending_entries(pending).items()):
+            pending.pop(other_id, None)
+            other_offload()
+
     for group in groups(model):
         params, buffers = _group_tensors(group)
         blocks = frozenset(block_of[id(t)] for t in (*params, *buffers) if id(t) in block_of)
@@ -155,6 +166,9 @@ def defer_offload_in_backward(model: torch.nn.Module) -> None:
         def offload_(group: Any = group, real_offload: Any = real_offload) -> None:
             if torch._C._current_graph_task_id() != -1:  # inside the backward pass
                 pending[id(group)] = group
+                if not flush_queued[0]:
+                    flush_queued[0] = True
+                    torch.autograd.Variable._execution_engine.queue_callback(flush_at_backward_end)
                 return
             pending.pop(id(group), None)
             real_offload()
@@ -181,6 +195,20 @@ def defer_offload_in_backward(model: torch.nn.Module) -> None:
             for index in blocks:
                 block_modules[index].register_forward_pre_hook(
                     lambda _module, _args, group=group: None if group._vtrain_loaded else group.onload_())
+
+
+@contextmanager
+def full_recompute() -> Iterator[None]:
+    """Forward passes inside this block record checkpoints that recompute each block to its end.
+
+    torch's non-reentrant checkpoint stops a recompute as soon as the tensors the backward pass needs
+    exist (early stop), which is before diffusers' post-forward hook offloads the block again: every
+    block reloaded by the backward pass would stay on the accelerator. The setting is read when the
+    checkpoint is recorded, so it must wrap the forward."""
+    from torch.utils.checkpoint import set_checkpoint_early_stop
+
+    with set_checkpoint_early_stop(False):
+        yield
 
 
 def _pending_entries(pending: dict[int, Any]) -> dict[int, tuple[Any, frozenset[int], Any]]:

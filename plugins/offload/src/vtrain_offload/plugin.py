@@ -6,6 +6,11 @@
   compiles each transformer block (regional ``torch.compile``).
 - ``encode_batch`` / ``validate`` wrappers: model CPU offload (the VAE and text encoders return to
   the CPU after each use) and SageAttention for validation.
+- ``build_dataset`` / ``validate`` wrappers: without any offload option the VAE and text encoders
+  still return to the CPU once the caches are built and after each validation, when nothing needs
+  them on the accelerator (the family moves them back when it encodes again).
+- ``compute_loss`` wrapper: with group offload, gradient checkpointing's recompute runs each block to
+  its end (no early stop), so the offload hook after the block runs in the backward pass too.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vtrain.hookspecs import hookimpl
-from vtrain.notices import NoticeOnce
 
 if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
@@ -26,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vtrain.offload")
 PLAN_META = "group_offload"
+UNMASKED_META = "unmasked_attention"
+# quantised weights whose inner tensors diffusers' group offload leaves behind (it moves param.data)
+RAM_UNSAFE_SUFFIXES = ("-quanto", "-bnb")
 SPEED_META = "speed"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 OPTION_KEYS = ("enable_group_offload", "group_offload_type", "group_offload_blocks_per_group",
@@ -45,18 +52,22 @@ def add_options(registry: OptionsRegistry) -> None:
                  choices=("block_level", "leaf_level"), **off)
     registry.add("group_offload_blocks_per_group", "int", 1, "Blocks moved together (block_level).", minimum=1, **off)
     registry.add("group_offload_use_stream", "bool", False,
-                 "Overlap transfers with compute on a CUDA stream (CUDA only: ignored elsewhere with a notice; "
-                 "turned off under gradient checkpointing).", **off)
+                 "Overlap transfers with compute on a CUDA stream. Refused while training: group offload needs "
+                 "gradient checkpointing, whose backward pass reloads the blocks in the reverse order of the "
+                 "stream's prefetch. Kept so configs that set it false still load.", **off)
     registry.add("group_offload_to_disk_path", "path", None,
-                 "Stage offloaded weights in safetensors files in this folder instead of RAM (slower, for < 64 GB RAM).",
-                 **off)
+                 "Stage offloaded weights in safetensors files in this folder instead of RAM (slower, for < 64 GB RAM). "
+                 "With several processes each uses its own subfolder rank-<index>.", **off)
     registry.add("enable_model_cpu_offload", "bool", False,
                  "Keep the VAE and text encoders on the CPU; they visit the accelerator only while they encode or "
-                 "validate. Not together with enable_group_offload.", **off)
+                 "validate. Without it they still return to the CPU after caching and after each validation. "
+                 "Not together with enable_group_offload.", **off)
     speed = {"category": "speed"}
     registry.add("attention_mechanism", "str", "sdpa",
                  "Attention backend: sdpa (default), sageattention (CUDA; validation/inference only, it has no "
-                 "backward pass), or a diffusers attention backend name (flash, _native_math, flex, xformers ...).",
+                 "backward pass), or a diffusers attention backend name (flash, _native_math, flex, xformers ...). "
+                 "Kernels that refuse an attention mask (flash, sage) run on the self-attention layers only; "
+                 "layers given a mask keep sdpa.",
                  **speed)
     registry.add("torch_compile", "bool", False,
                  "torch.compile each transformer block (regional compilation: quick to compile, most of the speed-up).",
@@ -68,7 +79,7 @@ def add_options(registry: OptionsRegistry) -> None:
 @hookimpl
 def validate_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
     """Impossible combinations, each with the reason and an alternative."""
-    from vtrain_offload.speed import attention_problem
+    from vtrain_offload.speed import attention_problem, combination_problems
 
     if config.enable_group_offload and config.enable_model_cpu_offload:
         problems.add("enable_model_cpu_offload", "enable_group_offload and enable_model_cpu_offload both decide where "
@@ -83,17 +94,39 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
                      "it the backward pass needs every block's weights at once, on the accelerator, and the offload "
                      "would have moved them away", "set gradient_checkpointing=true (each block is then reloaded and "
                      "recomputed in the backward pass)")
+    if config.group_offload_use_stream:
+        problems.add("group_offload_use_stream", "group offload needs gradient_checkpointing while training, and "
+                     "its backward pass reloads the blocks last to first, out of the order the stream prefetches "
+                     "them, so the stream can never take effect", "remove group_offload_use_stream")
     precision = config.get("base_model_precision", "no_change")
     if config.enable_group_offload and config.group_offload_to_disk_path and precision != "no_change":
         problems.add("group_offload_to_disk_path", f"quantised weights ({precision}) are tensor subclasses that "
                      "safetensors cannot write to disk",
                      "leave group_offload_to_disk_path unset (offload to RAM), or use base_model_precision=no_change")
+    elif config.enable_group_offload and precision.endswith(RAM_UNSAFE_SUFFIXES):
+        problems.add("enable_group_offload", f"{precision} weights keep their payload and scales in inner tensors "
+                     "that diffusers' group offload does not move (it reassigns param.data), so the accelerator's "
+                     "kernels would read CPU memory", "use int8-torchao or fp8-torchao (moved whole) with group "
+                     "offload, or turn enable_group_offload off")
     if config.torch_compile and config.enable_group_offload and config.group_offload_type == "leaf_level":
         problems.add("torch_compile", "leaf_level group offload runs a hook around every layer, which splits each "
                      "compiled block into many graphs", "use group_offload_type=block_level with torch_compile")
     problem = attention_problem(config.attention_mechanism)
     if problem:
         problems.add("attention_mechanism", *problem)
+        return
+    for reason, fix in combination_problems(config.attention_mechanism, tuple(family.traits.unmasked_attention),
+                                            family.name, config.mixed_precision, config.base_model_default_dtype):
+        problems.add("attention_mechanism", reason, fix)
+
+
+@hookimpl(wrapper=True)
+def load_model(config: ResolvedConfig, family: ModelFamily) -> Any:
+    """Remember which attention layers the family declares mask-free (read in ``optimize_model``)."""
+    bundle = yield
+    if bundle is not None:
+        bundle.meta.setdefault(UNMASKED_META, tuple(family.traits.unmasked_attention))
+    return bundle
 
 
 @hookimpl
@@ -106,16 +139,8 @@ def place_model(bundle: ModelBundle, config: ResolvedConfig, device: Any) -> boo
     from vtrain_offload import group
 
     device = torch.device(device)
-    use_stream = config.group_offload_use_stream
-    if use_stream and device.type != "cuda":
-        _notice_once(f"group_offload_use_stream needs a CUDA device; ignored on {device.type}")
-        use_stream = False
-    if use_stream and config.gradient_checkpointing:
-        _notice_once("group_offload_use_stream turned off: gradient checkpointing re-runs blocks in the backward "
-                     "pass out of the order the stream prefetches them")
-        use_stream = False
     plan = group.apply(bundle.model, device, config.group_offload_type, config.group_offload_blocks_per_group,
-                       use_stream, config.group_offload_to_disk_path)
+                       False, rank_folder(config.group_offload_to_disk_path))
     for module in bundle.extra_trainables.values():
         module.to(device)
     bundle.meta[PLAN_META] = plan
@@ -137,8 +162,9 @@ def optimize_model(bundle: ModelBundle, config: ResolvedConfig) -> None:
         for module in bundle.extra_trainables.values():  # adapters built after placement (LyCORIS)
             module.to(device)
         report["group_offload"] = (offloaded, resident)
-    if speed.set_training_backend(bundle.model, config.attention_mechanism):
-        report["attention"] = config.attention_mechanism
+    layers = speed.set_training_backend(bundle.model, config.attention_mechanism, bundle.meta.get(UNMASKED_META, ()))
+    if layers:
+        report["attention"] = (config.attention_mechanism, layers, len(speed.attention_modules(bundle.model)))
     if config.torch_compile:
         report["compiled_blocks"] = speed.compile_blocks(bundle.model, config.torch_compile_mode)
     bundle.meta[SPEED_META] = report
@@ -155,9 +181,19 @@ def encode_batch(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedCon
 
 @hookimpl(wrapper=True)
 def compute_loss(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: Any) -> Any:
-    """Model CPU offload: a component the loss used on the accelerator (CREPA decodes clean latents with the
-    VAE) goes back to the CPU; nothing moves when every component is already there."""
-    result = yield
+    """Group offload: the forward runs with checkpoint early stop off, so each block's recompute in the
+    backward pass reaches diffusers' offload hook. Model CPU offload: a component the loss used on the
+    accelerator (CREPA decodes clean latents with the VAE) goes back to the CPU; nothing moves when every
+    component is already there."""
+    from contextlib import nullcontext
+
+    context = nullcontext()
+    if bundle.meta.get(PLAN_META) is not None:
+        from vtrain_offload.group import full_recompute
+
+        context = full_recompute()
+    with context:
+        result = yield
     if config.enable_model_cpu_offload and _components_off_cpu(bundle):
         return_components_to_cpu(bundle)
     return result
@@ -171,20 +207,48 @@ def _components_off_cpu(bundle: ModelBundle) -> bool:
 
 
 @hookimpl(wrapper=True)
+def build_dataset(bundle: ModelBundle, config: ResolvedConfig, family: ModelFamily) -> Any:
+    """The caches are built: the encoders leave the accelerator (uncached data moves them back when it
+    is encoded)."""
+    result = yield
+    if _components_off_cpu(bundle):
+        return_components_to_cpu(bundle)
+    return result
+
+
+@hookimpl(wrapper=True)
 def validate(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str]) -> Any:
-    """SageAttention while validating (when chosen); model CPU offload afterwards."""
+    """SageAttention on the mask-free attention layers while validating (when chosen); the encoders
+    return to the CPU afterwards."""
     from contextlib import nullcontext
 
     from vtrain_offload.speed import inference_backend
 
-    context = inference_backend("sageattention") if config.attention_mechanism == "sageattention" else nullcontext()
+    context: Any = nullcontext()
+    if config.attention_mechanism == "sageattention":
+        context = inference_backend(bundle.model, "sageattention", bundle.meta.get(UNMASKED_META, ()))
     try:
         with context:
             result = yield
     finally:
-        if config.enable_model_cpu_offload:
+        if config.enable_model_cpu_offload or _components_off_cpu(bundle):
             return_components_to_cpu(bundle)
     return result
+
+
+def rank_folder(disk_path: str | None) -> str | None:
+    """The disk-offload folder of this process: ``disk_path`` itself, or ``disk_path/rank-<index>`` when
+    several processes train (each clears and writes its own files)."""
+    if not disk_path:
+        return disk_path
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes <= 1:
+        return disk_path
+    from pathlib import Path
+
+    return str(Path(disk_path) / f"rank-{state.process_index}")
 
 
 def return_components_to_cpu(bundle: ModelBundle) -> list[str]:
@@ -201,9 +265,6 @@ def return_components_to_cpu(bundle: ModelBundle) -> list[str]:
     return moved
 
 
-_notice_once = NoticeOnce(log)
-
-
 @hookimpl
 def describe_run(run: RunContext) -> list[str] | None:
     config, bundle = run.config, run.bundle
@@ -216,10 +277,13 @@ def describe_run(run: RunContext) -> list[str] | None:
                      f"stream {'on' if plan.use_stream else 'off'}")
     if config.enable_model_cpu_offload:
         lines.append("model CPU offload: VAE and text encoders return to the CPU after each use")
-    if config.attention_mechanism != "sdpa":
-        scope = "validation only" if config.attention_mechanism == "sageattention" else "training and validation"
-        lines.append(f"attention {config.attention_mechanism} ({scope})")
     report = (bundle.meta.get(SPEED_META) if bundle is not None else None) or {}
+    if config.attention_mechanism == "sageattention":
+        lines.append("attention sageattention (validation only, on the mask-free attention layers)")
+    elif "attention" in report:
+        name, layers, total = report["attention"]
+        lines.append(f"attention {name} on {layers} of {total} attention layers (sdpa where a mask is passed)"
+                     if layers < total else f"attention {name} (training and validation)")
     if "compiled_blocks" in report:
         lines.append(f"torch.compile: {report['compiled_blocks']} blocks ({config.torch_compile_mode})")
     return lines or None

@@ -39,14 +39,16 @@ def add_options(registry: OptionsRegistry) -> None:
     own = {"category": "quantisation", "choices": CHOICES}
     registry.add("base_model_precision", "str", NO_CHANGE,
                  "Quantise the frozen denoiser's Linear weights: int8/int4/fp8-quanto, int8-torchao, fp8-torchao "
-                 "(weight-only float8), fp8dq-torchao (dynamic float8, compute capability 8.9+), nf4-bnb. "
+                 "(weight-only float8), nf4-bnb. fp8dq-torchao (dynamic float8, compute capability 8.9+) is for "
+                 "the text encoders only: it cannot backpropagate. "
                  "Norms, embeddings and the input/output projections stay in base_model_default_dtype.", **own)
     registry.add("text_encoder_1_precision", "str", NO_CHANGE, "Quantise the first text encoder (same choices).", **own)
     registry.add("text_encoder_2_precision", "str", NO_CHANGE,
                  "Quantise the second text encoder, for families that have one (same choices).", **own)
     registry.add("quantize_via", "str", "accelerator",
                  "Where quantisation runs: accelerator (fast; each part visits the GPU and returns to where it was) "
-                 "or cpu (slower, never needs the full-precision part in GPU memory).",
+                 "or cpu (slower, never needs the full-precision part in GPU memory). With enable_group_offload "
+                 "the denoiser is always quantised on the CPU.",
                  choices=("cpu", "accelerator"), category="quantisation")
 
 
@@ -62,7 +64,7 @@ def register_optimizers(register: Callable[..., None]) -> None:
 @hookimpl
 def validate_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
     """Missing libraries, hardware that cannot run a precision, and combinations that cannot work."""
-    from vtrain_quant.precisions import hardware_problem, is_installed
+    from vtrain_quant.precisions import hardware_problem, is_installed, quanto_cuda_build_problem
 
     for key in TARGETS:
         precision = PRECISIONS.get(config[key])
@@ -74,9 +76,19 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
         reason = hardware_problem(precision)
         if reason:
             problems.add(key, reason, "use fp8-torchao (weight-only float8) or int8-quanto, which run on any device")
+        if precision.needs_cuda_build:
+            reason = quanto_cuda_build_problem()
+            if reason:
+                problems.add(key, reason, "install ninja and the CUDA toolkit's nvcc (matching torch.version.cuda), "
+                             "or use fp8-torchao / int8-quanto")
     base = PRECISIONS.get(config.base_model_precision)
     if base is None:
         return
+    if not base.trainable:
+        problems.add("base_model_precision", f"{base.name} computes its matmuls with torch._scaled_mm, which has no "
+                     "derivative, so no gradient reaches the adapters before its layers",
+                     "use fp8-torchao (weight-only float8, same memory) for the denoiser; fp8dq-torchao suits the "
+                     "text encoders")
     if config.model_type == "full":
         problems.add("base_model_precision", f"model_type=full trains every weight, but {base.name} freezes them "
                      "in a quantised form that cannot receive updates",
@@ -138,24 +150,40 @@ def quantize_model(bundle: ModelBundle, config: ResolvedConfig) -> None:
                 raise ConfigError([Problem(key, f"the {bundle.family!r} family has no component {target!r} to quantise",
                                            f"remove {key} (or set it to no_change)")])
             exclusions = TEXT_ENCODER_EXCLUSIONS + tuple(getattr(module, "_keep_in_fp32_modules", None) or ())
-        report[target] = _quantize_one(module, precision, exclusions, config)
+        report[target] = _quantize_one(module, precision, exclusions, config, target)
     if report:
         bundle.meta[REPORT_META] = report
 
 
-def _quantize_one(module: Any, precision: str, exclusions: tuple[str, ...], config: ResolvedConfig) -> dict[str, Any]:
+def quantize_device(config: ResolvedConfig, home: Any, is_denoiser: bool) -> Any:
+    """Where a part is quantised: ``home`` (where it lives) or the CUDA device for quantize_via=accelerator.
+
+    With group offload the denoiser stays on the CPU: its full-precision weights would not fit on the
+    accelerator at once, which is why group offload was chosen."""
+    import torch
+
+    if config.quantize_via != "accelerator":
+        return home
+    if not torch.cuda.is_available():
+        if config.explicitly_set("quantize_via"):
+            _notice_once("quantize_via=accelerator: no CUDA device, quantising on the CPU")
+        return home
+    if is_denoiser and config.get("enable_group_offload"):
+        _notice_once("quantize_via=accelerator with enable_group_offload: the denoiser is quantised on the CPU "
+                     "(its full-precision weights are not moved to the GPU)")
+        return home
+    return torch.device("cuda")
+
+
+def _quantize_one(module: Any, precision: str, exclusions: tuple[str, ...], config: ResolvedConfig,
+                  target: str = "model") -> dict[str, Any]:
     import torch
 
     from vtrain_quant.quantize import quantize_module, quantized_bytes
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
     home = _device_of(module)
-    device = home
-    if config.quantize_via == "accelerator":
-        if torch.cuda.is_available():
-            device = torch.device("cuda")
-        elif config.explicitly_set("quantize_via"):
-            _notice_once("quantize_via=accelerator: no CUDA device, quantising on the CPU")
+    device = quantize_device(config, home, is_denoiser=target == "model")
     before = quantized_bytes(module)
     module.to(device)
     names = quantize_module(module, precision, exclusions, dtype)
