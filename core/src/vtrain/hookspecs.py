@@ -254,7 +254,7 @@ def on_train_begin(run: RunContext, step: int) -> None:
     """The checkpoint (if any) is restored and the first update is next.
 
     Called after ``on_run_start`` and the restore, before the step-0 validation: ``run.state`` is
-    set, ``run.resumed_from`` is the checkpoint folder or ``None``. A tracker that continues a
+    set, ``run.resume_path`` is the checkpoint folder or ``None``. A tracker that continues a
     resumed run's history reads the step here.
 
     :param step: the update the run continues from: 0 for a fresh run, the checkpoint's step on resume.

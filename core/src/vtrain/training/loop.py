@@ -74,7 +74,6 @@ class TrainingLoop:
         state, resumed_from = self._start_or_resume()
         state.shift_for = lambda shape: hooks.schedule_shift(config, tuple(shape))
         self.run.state = state
-        self.run.resumed_from = resumed_from
         hooks.on_train_begin(self.run, state.step)
         if acc.is_main_process:
             metrics = self.run.output_dir / "metrics.jsonl"
