@@ -57,13 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     from vtrain import Runner
     from vtrain.errors import VtrainError
 
-    if not (BASE / "model_index.json").is_file():
-        print(f"demo: error: the demo's base model is missing at {BASE}; rebuild it with "
-              "python examples/ltxvideo/train_demo_base.py", file=sys.stderr)
-        return 2
     make_demo_data(["--root", str(root)])
     config = ROOT / "examples" / "ltxvideo" / "demo_config.json"
-    overrides = run_overrides(root) if args.root is not None else {}
+    overrides: dict[str, object] = run_overrides(root) if args.root is not None else {}
+    base = BASE
+    if not (BASE / "model_index.json").is_file():
+        from vtrain_ltxvideo.tiny import make_pipeline_folder
+
+        base = root / "tiny-ltx-video"
+        if not (base / "model_index.json").is_file():
+            make_pipeline_folder(base)
+        overrides["pretrained_model_name_or_path"] = str(base)
+        print(f"demo: note: no trained base model at {BASE.relative_to(ROOT)} (build it with "
+              "python examples/ltxvideo/train_demo_base.py); training on a random-initialised tiny "
+              "LTX-Video instead, whose videos are noise before and after")
     output = root / "output" / "ltxvideo"
     if output.exists():
         shutil.rmtree(output)  # a fresh run every time; the caches under demo/cache are reused
@@ -81,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in result.model_paths:
         print(f"  LoRA:         {path}")
     shown_output = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
-    print(f"  load it:      LTXPipeline.from_pretrained('{BASE.relative_to(ROOT)}')"
+    shown_base = base.relative_to(ROOT) if base.is_relative_to(ROOT) else base
+    print(f"  load it:      LTXPipeline.from_pretrained('{shown_base}')"
           f".load_lora_weights('{shown_output}')")
     return 0
 

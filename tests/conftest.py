@@ -6,7 +6,6 @@ top-level ``conftest.py``. The test-only ``vtrain-example-plugin`` is never inst
 """
 
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ EXAMPLE_PLUGIN = Path(__file__).parent / "plugins" / "vtrain-example-plugin"
 def example_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding the example plugin's ``.dist-info`` (name, version, entry points from its
     pyproject.toml): on ``sys.path`` it looks to ``importlib.metadata`` exactly like an installed plugin."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((EXAMPLE_PLUGIN / "pyproject.toml").read_text())["project"]
     site = tmp_path_factory.mktemp("example-site")
     dist_info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"

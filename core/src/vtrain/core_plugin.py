@@ -81,7 +81,6 @@ class CorePlugin:
         if config.data_backend_config:
             from vtrain.data.spec import parse_backends
             from vtrain.errors import ConfigError
-
             from vtrain.output_folder import output_inside_datasets
 
             try:
