@@ -79,7 +79,12 @@ def demo_lora(folder: Path) -> None:
 
     base = ROOT / "examples" / "ltxvideo" / "demo-base"
     (folder / "examples" / "ltxvideo").mkdir(parents=True)
-    (folder / "examples" / "ltxvideo" / "demo-base").symlink_to(base)
+    if (base / "model_index.json").is_file():
+        (folder / "examples" / "ltxvideo" / "demo-base").symlink_to(base)
+    else:  # no trained base committed yet: the random tiny model has the same layout
+        from vtrain_ltxvideo.tiny import make_pipeline_folder
+
+        base = make_pipeline_folder(folder / "examples" / "ltxvideo" / "demo-base")
     transformer = LTXVideoTransformer3DModel.from_pretrained(base / "transformer")
     transformer.add_adapter(LoraConfig(r=8, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     LTXPipeline.save_lora_weights(folder / "demo" / "output" / "ltxvideo",
