@@ -123,12 +123,13 @@ def test_resume_with_a_changed_fixed_key_is_refused_naming_it_and_others_are_not
     fingerprint = json.loads((Path(tinyflow_config["output_dir"]) / "checkpoint-2" / "fingerprint.json").read_text())
     assert fingerprint["fixed"]["lora_rank"] == 4 and fingerprint["fixed"]["seed"] == 7
     assert fingerprint["dataset"]["samples"] == 16
-    for key, value in (("lora_rank", 8), ("seed", 8)):
+    for key, value in (("lora_rank", 8), ("seed", 8), ("optimizer", "sgd")):
         changed = {**tinyflow_config, "resume_from_checkpoint": "latest", "max_train_steps": 3, key: value}
         with pytest.raises(ConfigError) as caught:
             make_runner(changed).run()
         text = str(caught.value)
-        assert f"{key}: {tinyflow_config[key]} in the checkpoint, {value} now" in text, text
+        then, now = json.dumps(fingerprint["fixed"][key]), json.dumps(value)
+        assert f"{key}: {then} in the checkpoint, {now} now" in text, text
         assert f"resume with the checkpoint's {key}" in text
     capsys.readouterr()
     tinyflow_config.update(resume_from_checkpoint="latest", max_train_steps=3, learning_rate=1e-3)
@@ -136,6 +137,8 @@ def test_resume_with_a_changed_fixed_key_is_refused_naming_it_and_others_are_not
     assert result.steps == 3 and result.resumed_from is not None
     out = capsys.readouterr().out
     assert "with changed settings: learning_rate 0.003 -> 0.001, max_train_steps 2 -> 3" in out
+    rows = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(row["step"], row["lr"]) for row in rows] == [(1, 3e-3), (2, 3e-3), (3, 1e-3)]  # the new rate applies
 
 
 def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(
@@ -201,3 +204,34 @@ def test_output_dir_inside_a_dataset_folder_is_refused(tmp_path: Path, make_runn
         assert f"{output} is inside the folder of dataset 'clips'" in str(caught.value)
     make_runner({"model_family": "tinyflow", "output_dir": str(tmp_path / "out"), "data_backend_config": backends,
                  "max_train_steps": 1})
+
+
+def test_checkpoints_without_a_manifest_are_still_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A checkpoint of an older vtrain (no manifest.json): a truncated weights file is still caught,
+    and a file that cannot be loaded is named instead of a raw loader traceback."""
+    from vtrain.checkpoint import CheckpointWriter, LoopPosition, find_resume_path, load_checkpoint
+
+    weight = torch.nn.Parameter(torch.zeros(64))
+    optimizer = torch.optim.AdamW([weight], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1)
+    writer = CheckpointWriter(tmp_path, None, _SingleProcess())
+    for step in (1, 2):
+        writer.save(LoopPosition(step, 0, step, 1, 0), {"w": weight}, optimizer, scheduler, {})
+        (tmp_path / f"checkpoint-{step}" / "manifest.json").unlink()
+    newest = tmp_path / "checkpoint-2" / "trainable.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-9])
+    assert find_resume_path(tmp_path, "latest") == tmp_path / "checkpoint-1"
+    assert "checkpoint-2 is damaged (trainable.safetensors is" in capsys.readouterr().out
+    (tmp_path / "checkpoint-1" / "optimizer.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError) as caught:
+        load_checkpoint(tmp_path / "checkpoint-1", {"w": weight}, optimizer, scheduler, {}, 0)
+    assert "optimizer.pt cannot be used: UnpicklingError" in str(caught.value)
+
+
+def test_a_run_that_stopped_before_training_does_not_block_the_next(tinyflow_config: dict, make_runner) -> None:
+    tinyflow_config.update(max_train_steps=2, gradient_accumulation_steps=64)  # more than the data holds
+    with pytest.raises(ConfigError, match="not enough samples for one update"):
+        make_runner(tinyflow_config).run()
+    assert (Path(tinyflow_config["output_dir"]) / "run_info.json").is_file()
+    tinyflow_config.update(gradient_accumulation_steps=1)  # fixed: the same command runs, nothing to protect yet
+    assert make_runner(tinyflow_config).run().steps == 2

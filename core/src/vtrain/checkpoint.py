@@ -8,11 +8,11 @@ manifest of every file's size and checksum, verified before the checkpoint is us
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,12 +55,13 @@ def list_checkpoint_folders(output_dir: Path) -> list[Path]:
     return sorted(e for e in output_dir.iterdir() if CHECKPOINT_RE.match(e.name) and e.is_dir())
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=20)
+def _file_crc32(path: Path) -> str:
+    """CRC-32 of a file (streamed): catches accidental damage at several times the speed of a hash."""
+    crc = 0
     with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        while block := handle.read(1 << 22):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def write_manifest(folder: Path) -> None:
@@ -68,7 +69,7 @@ def write_manifest(folder: Path) -> None:
     files = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name not in (MANIFEST_FILE, STATE_FILE):
-            files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "blake2b": _file_digest(path)}
+            files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "crc32": _file_crc32(path)}
     (folder / MANIFEST_FILE).write_text(json.dumps({"version": 1, "files": files}, indent=2) + "\n")
 
 
@@ -85,7 +86,7 @@ def verify_checkpoint(folder: Path) -> str | None:
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
         missing = [n for n in ("trainable.safetensors", "optimizer.pt", "lr_scheduler.pt") if not (folder / n).is_file()]
-        return f"{missing[0]} is missing" if missing else None
+        return f"{missing[0]} is missing" if missing else _safetensors_problem(folder / "trainable.safetensors")
     try:
         files = json.loads(manifest_path.read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -99,8 +100,22 @@ def verify_checkpoint(folder: Path) -> str | None:
         size = path.stat().st_size
         if size != expected["size"]:
             return f"{name} is {size} bytes, {expected['size']} were written (truncated or overwritten)"
-        if _file_digest(path) != expected["blake2b"]:
+        if _file_crc32(path) != expected["crc32"]:
             return f"{name} does not match its checksum (damaged)"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """For checkpoints without a manifest: is the weights file as long as its own header says?"""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"{path.name} is not a readable safetensors file"
+    if path.stat().st_size != 8 + size + end:
+        return f"{path.name} is {path.stat().st_size} bytes, its header describes {8 + size + end} (truncated)"
     return None
 
 
@@ -209,7 +224,7 @@ def load_checkpoint(path: Path, trainables: dict[str, Any], optimizer: Any, sche
         raise ConfigError([Problem(f"resume_from_checkpoint: {path}", "not a complete checkpoint (no state.json)",
                                    "use latest, or another checkpoint-<step> folder")])
     position = LoopPosition(**json.loads(state_file.read_text()))
-    saved = load_file(str(path / "trainable.safetensors"))
+    saved = _read(path, "trainable.safetensors", lambda f: load_file(str(f)))
     mismatch = describe_weight_mismatch(saved, trainables)
     if mismatch:
         raise ConfigError([Problem(f"resume_from_checkpoint: {path}",
@@ -219,19 +234,77 @@ def load_checkpoint(path: Path, trainables: dict[str, Any], optimizer: Any, sche
     with torch.no_grad():
         for name, param in trainables.items():
             param.copy_(saved[name].to(param.device, param.dtype))
+
     # map_location="cpu": the files hold rank 0's CUDA tensors; without it every rank would load them onto
     # cuda:0. load_state_dict then moves the optimizer state to each parameter's own device.
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=False))
-    saved_statefuls = torch.load(path / "statefuls.pt", map_location="cpu", weights_only=False)
+    def torch_file(file: Path) -> Any:
+        return torch.load(file, map_location="cpu", weights_only=False)
+
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    _read(path, "optimizer.pt", lambda f: optimizer.load_state_dict(torch_file(f)),
+          "resume with the checkpoint's optimizer and optimizer_config")
+    _read(path, "lr_scheduler.pt", lambda f: scheduler.load_state_dict(torch_file(f)),
+          "resume with the checkpoint's lr_scheduler")
+    keep_new_hyperparameters(optimizer, scheduler, fresh)
+    saved_statefuls = _read(path, "statefuls.pt", torch_file)
     for name, obj in statefuls.items():
         if name in saved_statefuls:
-            obj.load_state_dict(saved_statefuls[name])
+            _read(path, "statefuls.pt", lambda _f, obj=obj, name=name: obj.load_state_dict(saved_statefuls[name]),
+                  f"resume with the plugin settings of the checkpoint (the state of {name!r} does not fit)")
     rng_file = path / f"rng-rank{process_index}.pt"
     restored = rng_file.is_file()
     if restored:
-        restore_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+        restore_rng_state(_read(path, rng_file.name, torch_file))
     return position, restored
+
+
+# optimizer group settings that come from the config (never state that evolves, such as Prodigy's d)
+_CONFIG_GROUP_KEYS = ("betas", "weight_decay", "eps", "momentum")
+
+
+def keep_new_hyperparameters(optimizer: Any, scheduler: Any, fresh: list[dict[str, Any]]) -> None:
+    """After restoring optimizer and scheduler state, apply this run's learning rate and group settings.
+
+    ``load_state_dict`` brings back the checkpoint's ``lr``/``initial_lr``/``betas``..., which would
+    silently ignore a learning rate changed for the resume. Each group's learning rate is rescaled
+    by new/old initial rate (the schedule's position is kept), and the config-derived settings of
+    ``fresh`` (the groups as built for this run) replace the saved ones. Unchanged settings leave
+    every value as restored, so a plain resume stays bit-exact.
+    """
+    if len(fresh) != len(optimizer.param_groups):
+        return
+    base_lrs = list(getattr(scheduler, "base_lrs", []))
+    for index, (group, new) in enumerate(zip(optimizer.param_groups, fresh, strict=True)):
+        new_initial = new.get("initial_lr", new.get("lr"))
+        old_initial = group.get("initial_lr", base_lrs[index] if index < len(base_lrs) else None)
+        if new_initial is not None and old_initial and new_initial != old_initial:
+            ratio = float(new_initial) / float(old_initial)
+            group["lr"] = group["lr"] * ratio
+            if "initial_lr" in group:
+                group["initial_lr"] = new_initial
+            if index < len(base_lrs):
+                base_lrs[index] = new_initial
+        for key in _CONFIG_GROUP_KEYS:
+            if key in new and key in group and group[key] != new[key]:
+                group[key] = new[key]
+    if base_lrs:
+        scheduler.base_lrs = base_lrs
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def _read(folder: Path, name: str, loader: Callable[[Path], Any], fix: str = "") -> Any:
+    """``loader(folder / name)``; any failure becomes a :class:`ConfigError` naming the file (no traceback)."""
+    from vtrain.errors import ConfigError, Problem
+
+    try:
+        return loader(folder / name)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError([Problem(f"resume_from_checkpoint: {folder}",
+                                   f"{name} cannot be used: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                                   fix or "resume from another checkpoint (resume_from_checkpoint latest skips damaged "
+                                   "ones), or start afresh")]) from None
 
 
 def describe_weight_mismatch(saved: dict[str, Any], trainables: dict[str, Any]) -> str | None:

@@ -34,6 +34,10 @@ class FamilyTraits:
         patterns; a pattern also covers the modules below the one it names.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
+    :param audio_sample_rate: a family that generates sound sets the rate its audio encoder takes;
+        the data layer then reads each clip's audio stream, resampled to this rate and aligned to
+        the frames used, and hands it to ``encode_batch`` as ``audio``. 0: the family takes no audio.
+    :param audio_channels: channels of that audio (1 mono, 2 stereo).
     :param unmasked_attention: module-name patterns (``fnmatch``) of the denoiser's attention layers
         that never receive an attention mask (self-attention). Attention kernels that refuse a mask
         (flash, sage) may run there; every other attention layer keeps a backend that takes one.
@@ -48,6 +52,8 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
     unmasked_attention: tuple[str, ...] = ()
 
 

@@ -1,9 +1,10 @@
 """A run's fingerprint: what must not change across a resume, stored in every checkpoint.
 
-Keys in :data:`FIXED_KEYS` (the model, the adapter's kind and size, the seed, the datasets)
-decide what a checkpoint's weights and data position mean; a resume that changes one of them is
-refused, naming the keys. Every other setting may change (a new learning rate, a longer run): the
-resume goes on and a note lists what changed. The adapter's exact shape is checked again when the
+Keys in :data:`FIXED_KEYS` (the model, the adapter's kind and size, the seed, the datasets, the
+optimizer) decide what a checkpoint's weights, optimizer state and data position mean; a resume
+that changes one of them is refused, naming the keys. Every other setting may change (a new
+learning rate, a longer run): the resume goes on with the new values (see
+:func:`vtrain.checkpoint.keep_new_hyperparameters`) and a note lists what changed. The adapter's exact shape is checked again when the
 weights are loaded (:func:`vtrain.checkpoint.describe_weight_mismatch`), which also covers
 plugins' adapter keys.
 """
@@ -27,6 +28,7 @@ FIXED_KEYS = (
     "lycoris_config",
     "seed",
     "data_backend_config",
+    "optimizer",  # another optimizer cannot continue the saved optimizer state
 )
 # settings that name where the run is, not what it trains: never compared
 _IGNORED = {"output_dir", "resume_from_checkpoint", "overwrite_output_dir"}

@@ -22,8 +22,7 @@ from vtrain.errors import ConfigError, Problem
 
 LOCK_NAME = ".vtrain.lock"
 RUN_INFO = "run_info.json"
-# what a run writes at the top of its output folder; any of these marks the folder as a run's
-_RUN_MARKS = (RUN_INFO, "metrics.jsonl")
+_RUN_MARKS = (RUN_INFO, "metrics.jsonl")  # written by every run at the top of its folder
 
 
 class OutputLock:
@@ -100,14 +99,23 @@ def _describe(holder: dict[str, Any]) -> str:
 
 
 def run_outputs(output_dir: Path) -> list[Path]:
-    """The files and folders of an earlier run in ``output_dir`` (checkpoints, run info, metrics)."""
+    """What an earlier run in ``output_dir`` produced: its checkpoints, logged metrics, validation
+    media and saved model files. A run that stopped before training (only ``run_info.json``) leaves
+    nothing to protect."""
     from vtrain.checkpoint import list_checkpoint_folders
 
     if not output_dir.is_dir():
         return []
-    found = [output_dir / name for name in _RUN_MARKS if (output_dir / name).exists()]
-    found += list_checkpoint_folders(output_dir)
-    return sorted(found)
+    found = list_checkpoint_folders(output_dir)
+    metrics = output_dir / "metrics.jsonl"
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        found.append(metrics)
+    validation = output_dir / "validation"
+    if validation.is_dir() and any(validation.iterdir()):
+        found.append(validation)
+    listed = _read_json(output_dir / RUN_INFO).get("outputs", [])
+    found += [output_dir / name for name in listed if isinstance(name, str) and (output_dir / name).exists()]
+    return sorted(set(found))
 
 
 def check_fresh_run(output_dir: Path, resuming: bool, overwrite: bool, say: Callable[[str], Any] = print) -> None:
@@ -131,10 +139,7 @@ def check_fresh_run(output_dir: Path, resuming: bool, overwrite: bool, say: Call
 
 
 def _remove_earlier_run(output_dir: Path) -> list[Path]:
-    info = _read_json(output_dir / RUN_INFO)
-    doomed = run_outputs(output_dir)
-    doomed += [output_dir / name for name in info.get("outputs", []) if (output_dir / name).exists()]
-    doomed.append(output_dir / "validation")
+    doomed = run_outputs(output_dir) + [output_dir / name for name in _RUN_MARKS]
     removed = []
     for path in sorted(set(doomed)):
         if not path.exists() or path.resolve().parent != output_dir.resolve():

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vtrain.data.cache import CacheStore, cache_key
+from vtrain.data.cache import CacheStore, cache_key, file_digest
 from vtrain.data.caching import CacheJob, CacheReport, build_cache
 from vtrain.data.dataset import CachedVideoDataset, DatasetPart, Sample
-from vtrain.data.media_io import load_pixels
+from vtrain.data.geometry import Geometry
+from vtrain.data.media_io import MediaError, load_audio, load_pixels, probe
 from vtrain.data.scan import ScannedItem, ScanResult, scan_backend
 from vtrain.data.spec import DataPlan, MediaBackend, parse_backends
 from vtrain.errors import ConfigError, Problem
@@ -77,12 +78,15 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
 
     for scan in scans:
         for item in scan.items:
+            extra = {"audio_seconds": scan.backend.audio_seconds, "rate": ctx.traits.audio_sample_rate,
+                     "channels": ctx.traits.audio_channels} if scan.backend.is_audio else {}
             vae_keys[(scan.backend.id, item.path)] = cache_key({
                 "kind": "latents", "source": item.digest, "dataset_type": scan.backend.dataset_type,
-                "geometry": item.geometry.as_key(), **vae_identity})
+                "geometry": item.geometry.as_key(), **vae_identity, **extra})
             text_key(item.caption)
     empty_key = text_key("")
     reports = []
+    reference_keys: dict[tuple[str, Path], str] = {}
     with _offload(ctx, config, keep="text"):
         for name, store in text_stores.items():
             captions = {""} | {i.caption for s in scans if plan.text_backend_for(s.backend).id == name for i in s.items}
@@ -95,19 +99,40 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
     with _offload(ctx, config, keep="vae"):
         for scan in scans:
             store = CacheStore(scan.backend.cache_dir_vae, compress)
-            jobs = [_latent_job(scan.backend, item, vae_keys[(scan.backend.id, item.path)]) for item in scan.items]
+            if scan.backend.is_audio and not ctx.traits.audio_sample_rate:
+                raise ConfigError([Problem(f"data_backend_config: dataset {scan.backend.id!r}.dataset_type",
+                                           f"family {ctx.family} takes no audio", "remove the audio dataset")])
+            jobs = [_latent_job(scan.backend, item, vae_keys[(scan.backend.id, item.path)], ctx.traits)
+                    for item in scan.items]
             reports.append((f"latents {scan.backend.id!r}", build_cache(
-                jobs, store, ctx.encode, input_name="pixels", batch_size=scan.backend.vae_batch_size,
+                jobs, store, ctx.encode, input_name="audio" if scan.backend.is_audio else "pixels",
+                batch_size=scan.backend.vae_batch_size,
                 write_batch_size=scan.backend.write_batch_size, rank=ctx.rank, world_size=ctx.world_size,
                 description=f"caching latents ({scan.backend.id})",
-                unit="clip" if scan.backend.is_video else "image", show_progress=ctx.show_progress,
+                unit="image" if scan.backend.dataset_type == "image" else "clip", show_progress=ctx.show_progress,
                 say=ctx.say)))
+            if ctx.traits.audio_sample_rate and scan.backend.is_video:
+                jobs = [_audio_job(item, vae_keys[(scan.backend.id, item.path)], ctx.traits) for item in scan.items]
+                reports.append((f"audio latents {scan.backend.id!r}", build_cache(
+                    jobs, audio_store(scan.backend, compress), ctx.encode, input_name="audio",
+                    batch_size=scan.backend.vae_batch_size, write_batch_size=scan.backend.write_batch_size,
+                    rank=ctx.rank, world_size=ctx.world_size, description=f"caching audio ({scan.backend.id})",
+                    unit="clip", show_progress=ctx.show_progress, say=ctx.say)))
+            if scan.backend.conditioning_data_dir is not None:
+                jobs = [_reference_job(scan.backend, item, vae_keys[(scan.backend.id, item.path)]) for item in scan.items]
+                reference_keys.update({(scan.backend.id, item.path): job.key for item, job in zip(scan.items, jobs)})
+                reports.append((f"references {scan.backend.id!r}", build_cache(
+                    jobs, reference_store(scan.backend, compress), ctx.encode, input_name="reference_pixels",
+                    batch_size=scan.backend.vae_batch_size, write_batch_size=scan.backend.write_batch_size,
+                    rank=ctx.rank, world_size=ctx.world_size, description=f"caching references ({scan.backend.id})",
+                    unit="clip", show_progress=ctx.show_progress, say=ctx.say)))
     ctx.barrier()
     for label, report in reports:
         say(f"{label}: {report.total} entries, {report.cached_before} already cached, {report.built} built"
             + (f", {report.failed} unreadable" if report.failed else "") + f" on this process ({report.seconds:.1f}s)")
     return _assemble(plan, scans, config, vae_keys, text_keys, empty_key, text_stores, say, reports,
-                     i2v_default=ctx.traits.i2v_default)
+                     i2v_default=ctx.traits.i2v_default, audio_rate=ctx.traits.audio_sample_rate,
+                     reference_keys=reference_keys)
 
 
 def _scan_all(plan: DataPlan, config: Any, ctx: DataContext, say: Callable[[str], None]) -> list[ScanResult]:
@@ -142,11 +167,57 @@ def _folder_fingerprint(folder: Path) -> list[tuple[str, int, int]]:
     return entries
 
 
-def _latent_job(backend: MediaBackend, item: ScannedItem, key: str) -> CacheJob:
+def _latent_job(backend: MediaBackend, item: ScannedItem, key: str, traits: FamilyTraits) -> CacheJob:
+    if backend.is_audio:  # an audio dataset's "latents" are its encoded sound (encode_batch gets ``audio``)
+        return CacheJob(key, lambda: load_audio(item.path, 1, 1 / backend.audio_seconds, traits.audio_sample_rate,
+                                                traits.audio_channels),
+                        ("audio", backend.audio_seconds), str(item.path), (("source", str(item.path)),))
     meta = (("source", str(item.path)), ("fps", f"{item.info.fps:g}"), ("frames", str(item.geometry.frames)),
             ("size", "x".join(map(str, item.geometry.size))))
     return CacheJob(key, lambda: load_pixels(item.path, item.info, item.geometry),
                     (item.geometry.size, item.geometry.frames), str(item.path), meta)
+
+
+def audio_store(backend: MediaBackend, compress: bool) -> CacheStore:
+    """Where a video backend's encoded sound lives: beside its latents, under the same content keys."""
+    return CacheStore(backend.cache_dir_vae / "audio", compress)
+
+
+def audio_samples(item: ScannedItem, rate: int) -> int:
+    """Samples of sound that go with the frames ``item`` trains on."""
+    return max(1, round(item.geometry.frames / item.info.fps * rate)) if item.info.fps > 0 else 0
+
+
+def _audio_job(item: ScannedItem, key: str, traits: FamilyTraits) -> CacheJob:
+    """The clip's sound for exactly the frames used, keyed like its latents (a failure means: no sound)."""
+    meta = (("source", str(item.path)), ("sample_rate", str(traits.audio_sample_rate)),
+            ("channels", str(traits.audio_channels)))
+    return CacheJob(key, lambda: load_audio(item.path, item.geometry.frames, item.info.fps, traits.audio_sample_rate,
+                                            traits.audio_channels),
+                    audio_samples(item, traits.audio_sample_rate), str(item.path), meta)
+
+
+def reference_store(backend: MediaBackend, compress: bool) -> CacheStore:
+    """Where a backend's encoded reference clips live (``conditioning_data_dir``), under the samples' keys."""
+    return CacheStore(backend.cache_dir_vae / "reference", compress)
+
+
+def _reference_job(backend: MediaBackend, item: ScannedItem, key: str) -> CacheJob:
+    """The paired reference of ``item``: the same relative path under ``conditioning_data_dir``, the same frames,
+    at the sample's size divided by ``conditioning_downscale``. Encoded as ``reference_pixels``."""
+    assert backend.conditioning_data_dir is not None
+    source = backend.conditioning_data_dir / item.path.relative_to(backend.instance_data_dir)
+    width, height = (side // backend.conditioning_downscale for side in item.geometry.size)
+    geometry = Geometry(item.geometry.frames, (width, height), (0, 0, width, height), (width, height))
+
+    def load() -> Any:
+        if not source.is_file():
+            raise MediaError(f"no reference clip {source} (conditioning_data_dir)")
+        return load_pixels(source, probe(source, backend.is_video), geometry)
+
+    digest = file_digest(source) if source.is_file() else "missing"
+    return CacheJob(cache_key({"kind": "reference", "sample": key, "source": digest, "geometry": geometry.as_key()}),
+                    load, (geometry.size, geometry.frames), str(source), (("source", str(source)),))
 
 
 class _offload:
@@ -160,7 +231,7 @@ class _offload:
     def _kind(self, name: str) -> str | None:
         if name.startswith("text_encoder"):
             return "text"
-        if name == "vae" or name.startswith("vae"):
+        if "vae" in name:  # vae, audio_vae ...: every latent encoder caches in the same phase
             return "vae"
         return None
 
@@ -194,7 +265,8 @@ def _device_of(module: Any) -> Any:
 def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: dict[tuple[str, Path], str],
               text_keys: dict[str, str], empty_key: str, text_stores: dict[str, CacheStore],
               say: Callable[[str], None], cache_reports: list[tuple[str, CacheReport]],
-              i2v_default: bool = False) -> CachedVideoDataset:
+              i2v_default: bool = False, audio_rate: int = 0,
+              reference_keys: dict[tuple[str, Path], str] | None = None) -> CachedVideoDataset:
     batch = int(config.get("train_batch_size", 1))
     per_update = batch * int(config.get("gradient_accumulation_steps", 1))
     compress = bool(config.get("compress_disk_cache", False))
@@ -205,15 +277,29 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
     for scan in scans:
         backend = scan.backend
         store = CacheStore(backend.cache_dir_vae, compress)
+        sounds = audio_store(backend, compress) if audio_rate and backend.is_video else None
+        references = reference_store(backend, compress) if backend.conditioning_data_dir is not None else None
         skipped = list(scan.skipped)
+        silent: list[tuple[Path, str]] = []
         samples: list[Sample] = []
         for item in scan.items:
             key = vae_keys[(backend.id, item.path)]
             if not store.has(key):
                 skipped.append((item.path, store.failure(key) or "not in the cache after building (see the log above)"))
                 continue
-            samples.append(Sample(backend.id, item.path, item.bucket, key, text_keys[item.caption],
-                                  _is_i2v(backend, i2v_default), item.info.fps))
+            reference_key = (reference_keys or {}).get((backend.id, item.path)) if references is not None else None
+            if references is not None and (reference_key is None or not references.has(reference_key)):
+                reason = references.failure(reference_key) if reference_key else None
+                skipped.append((item.path, reason or "its reference is not in the cache"))
+                continue
+            audio_key, bucket = None, item.bucket
+            if sounds is not None and sounds.has(key):  # with sound: its own bucket, so batches never mix
+                audio_key, bucket = key, f"{item.bucket}+audio{audio_samples(item, audio_rate)}"
+            elif sounds is not None:
+                silent.append((item.path, sounds.failure(key) or "no audio in the cache"))
+            samples.append(Sample(backend.id, item.path, bucket, key, text_keys[item.caption],
+                                  _is_i2v(backend, i2v_default), 0.0 if backend.is_audio else item.info.fps,
+                                  audio_key, reference_key))
         copies = 1 + backend.repeats
         by_bucket: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):
@@ -238,6 +324,10 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
         if backend.is_video:
             lines.append(f"  frames: num_frames {backend.video.num_frames}, family rule {scan_rule(scan)}, "
                          f"bucket_strategy {backend.video.bucket_strategy}")
+        if sounds is not None:
+            lines.append(f"  sound: {len(samples) - len(silent)} clip(s) with sound, {len(silent)} without "
+                         "(trained video-only)")
+            lines.extend(f"    no sound {path}: {reason}" for path, reason in silent)
         for path, reason in skipped:
             lines.append(f"  skipped {path}: {reason}")
         for path, reason in scan.deleted:
@@ -245,7 +335,8 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
         if max(kept.values(), default=0) < per_update or len(part_slots) <= backend.vae_batch_size:
             problems.append(_too_small(backend, samples, by_bucket, copies, per_update, skipped))
         parts.append(DatasetPart(backend.id, samples, store, text_stores[plan.text_backend_for(backend).id],
-                                 backend.repeats, backend.probability, backend.caption_dropout_probability))
+                                 backend.repeats, backend.probability, backend.caption_dropout_probability, sounds,
+                                 references))
         slots.extend(part_slots)
     for line in lines:
         say(line)

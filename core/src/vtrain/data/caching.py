@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vtrain.data.cache import CacheStore
+from vtrain.data.cache import CacheStore, non_finite
 from vtrain.data.media_io import MediaError
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def build_cache(
 
     def flush() -> None:
         for job, tensors in buffer:
-            bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+            bad = non_finite(tensors)
             if bad:
                 store.record_failure(job.key, f"the encoder returned NaN or infinite values ({', '.join(bad)})")
                 report.failed += 1
@@ -144,8 +144,8 @@ def build_cache(
 def _encode(encode: Callable[[dict[str, Any]], dict[str, Any]], input_name: str, inputs: list[Any]) -> dict[str, Any]:
     import torch
 
-    if input_name == "pixels":  # a single clip is not copied (long clips are large)
-        batch: dict[str, Any] = {"pixels": inputs[0].unsqueeze(0) if len(inputs) == 1 else torch.stack(inputs)}
+    if isinstance(inputs[0], torch.Tensor):  # pixels, audio; a single clip is not copied (long clips are large)
+        batch: dict[str, Any] = {input_name: inputs[0].unsqueeze(0) if len(inputs) == 1 else torch.stack(inputs)}
     else:
         batch = {input_name: list(inputs)}
     with torch.no_grad():

@@ -27,6 +27,8 @@ class Sample:
     text_key: str
     is_i2v: bool
     fps: float
+    audio_key: str | None = None  # the clip's sound in the part's audio store (None: a clip without sound)
+    reference_key: str | None = None  # its paired reference clip in the part's reference store
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class DatasetPart:
     repeats: int
     probability: float
     caption_dropout: float
+    audio_store: CacheStore | None = None
+    reference_store: CacheStore | None = None
 
 
 def stable_uniform(*parts: object) -> float:
@@ -57,9 +61,10 @@ class CachedVideoDataset:
     ``probability`` below 1, the slots of each bucket are re-dealt every epoch (seeded by seed and
     epoch) so each part fills a share proportional to ``probability x its slots``.
 
-    A sample is the part's cached latents merged with its caption's cached embedding (or the
-    empty-prompt embedding, with the part's ``caption_dropout`` chance, decided by seed, epoch and
-    index), plus ``is_i2v`` as a bool tensor.
+    A sample is the part's cached latents (and, for a family that takes audio, the cached encoding of
+    the clip's sound) merged with its caption's cached embedding (or the empty-prompt embedding,
+    with the part's ``caption_dropout`` chance, decided by seed, epoch and index), plus ``is_i2v``
+    as a bool tensor.
     """
 
     def __init__(self, parts: list[DatasetPart], slots: list[tuple[int, int]], empty_text_key: str,
@@ -136,6 +141,10 @@ class CachedVideoDataset:
         sample = part.samples[sample_index]
         try:
             item: dict[str, Any] = dict(part.vae_store.read(sample.vae_key))
+            if sample.audio_key is not None and part.audio_store is not None:
+                item.update(part.audio_store.read(sample.audio_key))  # the encoded sound of the same frames
+            if sample.reference_key is not None and part.reference_store is not None:
+                item.update(part.reference_store.read(sample.reference_key))
         except CacheEntryError as error:
             raise _damaged(error, sample.path) from None
         drop = part.caption_dropout > 0 and stable_uniform(self.seed, self.epoch, index, "caption") < part.caption_dropout

@@ -286,3 +286,90 @@ def _pyav_chunks(path: Path, geometry: Geometry) -> Iterator[Any]:
                 pending = []
     if decoded < geometry.frames:
         raise MediaError(f"truncated: decoded {decoded} of the {geometry.frames} frames needed")
+    return out
+
+
+class NoAudio(MediaError):
+    """The file has no audio stream (the clip trains without sound; not an unreadable file)."""
+
+
+def probe_audio(path: Path) -> MediaInfo:
+    """An audio file's length: ``frames`` is its sample count at ``fps`` = its sample rate (PyAV)."""
+    if path.stat().st_size == 0:
+        raise MediaError("empty file (0 bytes)", kind="empty")
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise NoAudio("no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            seconds = float(container.duration / 1_000_000) if container.duration else \
+                float((stream.duration or 0) * (stream.time_base or 0))
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"unreadable audio: PyAV: {type(exc).__name__}: {exc}") from None
+    if rate <= 0 or seconds <= 0:
+        raise MediaError("no audio samples")
+    return MediaInfo(0, 0, int(seconds * rate), float(rate), "pyav-audio")
+
+
+def load_audio(path: Path, frames: int, fps: float, sample_rate: int, channels: int) -> torch.Tensor:
+    """The sound of video frames ``0 .. frames-1``: float (channels, round(frames / fps * sample_rate)) in [-1, 1].
+    For an audio file, ``frames / fps`` is simply the seconds to read from its start.
+
+    Decoded with PyAV and resampled to ``sample_rate`` with ``channels`` (1 mono, 2 stereo: a mono source is
+    duplicated, a stereo one down-mixed for mono). The window starts at the first video frame's time (audio
+    before it is skipped, a late audio start is padded with silence), so sound and the frames used line up.
+    A stream that ends up to a tenth short is padded with silence (encoder padding); shorter ones raise
+    :class:`MediaError`, a file without an audio stream :class:`NoAudio`.
+    """
+    import numpy as np
+    import torch
+
+    if fps <= 0:
+        raise MediaError("the video has no frame rate, so its sound cannot be aligned to the frames")
+    wanted = max(1, round(frames / fps * sample_rate))
+    layout = {1: "mono", 2: "stereo"}.get(channels)
+    if layout is None:
+        raise MediaError(f"audio with {channels} channels is not supported (1 or 2)")
+    chunks: list[Any] = []
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise NoAudio("no audio stream")
+            stream = container.streams.audio[0]
+            video_start = _start_seconds(container.streams.video[0]) if container.streams.video else 0.0
+            skip = round((video_start - _start_seconds(stream)) * sample_rate)  # > 0: audio starts earlier
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+            have = -skip
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(channels, -1))
+                    have += chunks[-1].shape[1]
+                if have >= wanted:
+                    break
+            else:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(channels, -1))
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"PyAV audio: {type(exc).__name__}: {exc}") from None
+    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), dtype=np.float32)
+    data = data[:, skip:] if skip > 0 else np.pad(data, ((0, 0), (-skip, 0)))
+    if data.shape[1] < wanted * 0.9:
+        raise MediaError(f"the audio stream lasts {data.shape[1] / sample_rate:.2f}s, the {frames} frames used "
+                         f"need {wanted / sample_rate:.2f}s")
+    data = np.pad(data[:, :wanted], ((0, 0), (0, max(0, wanted - data.shape[1]))))
+    return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).clamp_(-1.0, 1.0)
+
+
+def _start_seconds(stream: Any) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)

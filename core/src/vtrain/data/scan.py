@@ -11,8 +11,8 @@ from typing import Any
 
 from vtrain.data.cache import MetadataIndex, file_digest
 from vtrain.data.geometry import Geometry, bucket_key, frames_for, measure, plan_geometry
-from vtrain.data.media_io import MediaError, MediaInfo, announce_decoder, probe
-from vtrain.data.spec import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaBackend
+from vtrain.data.media_io import MediaError, MediaInfo, announce_decoder, probe, probe_audio
+from vtrain.data.spec import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaBackend
 from vtrain.family import FamilyTraits
 from vtrain.output_folder import is_run_output_folder
 
@@ -45,7 +45,7 @@ def list_files(backend: MediaBackend, run_folders: list[Path] | None = None) -> 
     A folder that is a vtrain run's output folder (its validation media are not data) is never
     read; it is appended to ``run_folders``.
     """
-    extensions = VIDEO_EXTENSIONS if backend.is_video else IMAGE_EXTENSIONS
+    extensions = VIDEO_EXTENSIONS if backend.is_video else AUDIO_EXTENSIONS if backend.is_audio else IMAGE_EXTENSIONS
     found = []
     for root, dirs, files in os.walk(backend.instance_data_dir):
         if is_run_output_folder(Path(root)):
@@ -98,7 +98,7 @@ def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic
             continue
         record = _lookup(index, path)
         if record is None:
-            record = _probe_record(path, backend.is_video)
+            record = _probe_record(path, backend.is_video, backend.is_audio)
             if record.get("kind") != "io":  # a read error may be gone next time: never remembered
                 index.store(path, record)
         if "error" in record:
@@ -113,6 +113,15 @@ def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic
                 result.skipped.append((path, record["error"]))
             continue
         info = MediaInfo(**record["info"])
+        if backend.is_audio:  # sound only: a fixed length from the start, one bucket per length
+            if info.frames < backend.audio_seconds * info.fps:
+                result.skipped.append((path, f"lasts {info.frames / info.fps:.2f}s, audio_seconds is "
+                                             f"{backend.audio_seconds:g}"))
+                continue
+            geometry = Geometry(0, (0, 0), (0, 0, 0, 0), (0, 0))
+            result.items.append(ScannedItem(path, record["digest"], info, geometry,
+                                            f"audio{backend.audio_seconds:g}s", caption))
+            continue
         reason = _size_problem(info, backend)
         if reason:
             result.skipped.append((path, reason))
@@ -141,7 +150,7 @@ def _lookup(index: MetadataIndex, path: Path) -> dict[str, Any] | None:
     return record
 
 
-def _probe_record(path: Path, is_video: bool) -> dict[str, Any]:
+def _probe_record(path: Path, is_video: bool, is_audio: bool = False) -> dict[str, Any]:
     """The file's digest and probe, or ``{"error", "kind"}``: reading every byte first (the digest)
     tells a file that cannot be read (``io``) from one that was read and cannot be decoded."""
     try:
@@ -149,7 +158,7 @@ def _probe_record(path: Path, is_video: bool) -> dict[str, Any]:
     except OSError as exc:
         return {"error": f"cannot be read ({type(exc).__name__}: {exc.strerror or exc})", "kind": "io"}
     try:
-        info = probe(path, is_video)
+        info = probe_audio(path) if is_audio else probe(path, is_video)
     except MediaError as exc:
         return {"error": str(exc), "kind": exc.kind}
     except OSError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 
 from vtrain.errors import ConfigError, Problem
 
-DATASET_TYPES = ("video", "image", "text_embeds")
+DATASET_TYPES = ("video", "image", "audio", "text_embeds")
 RESOLUTION_TYPES = ("pixel", "pixel_area", "area")
 CROP_STYLES = ("center", "centre", "random", "corner")
 CROP_ASPECTS = ("square", "preserve", "closest", "random")
@@ -34,7 +34,8 @@ _MEDIA_KEYS: dict[str, str] = {
     "crop_aspect": "str", "crop_aspect_buckets": "list", "aspect_bucket_rounding": "int",
     "disable_bucket_pruning": "bool", "caption_strategy": "str", "instance_prompt": "str",
     "metadata_backend": "str", "caption_dropout_probability": "float", "text_embeds": "str",
-    "video": "dict", "vae_batch_size": "int",
+    "video": "dict", "vae_batch_size": "int", "conditioning_data_dir": "path", "conditioning_downscale": "int",
+    "audio_seconds": "float",
 }
 _TEXT_KEYS: dict[str, str] = {"cache_dir": "path"}
 _VIDEO_KEYS: dict[str, str] = {
@@ -43,6 +44,7 @@ _VIDEO_KEYS: dict[str, str] = {
 }
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac")
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,17 @@ class MediaBackend:
     vae_batch_size: int
     text_embeds: str | None
     video: VideoSection = field(default_factory=VideoSection)
+    conditioning_data_dir: Path | None = None  # paired reference clips (same relative names), e.g. for IC-LoRA
+    conditioning_downscale: int = 1  # references are read at the sample's size divided by this
+    audio_seconds: float = 5.0  # audio datasets: seconds read from the start of each file
 
     @property
     def is_video(self) -> bool:
         return self.dataset_type == "video"
+
+    @property
+    def is_audio(self) -> bool:
+        return self.dataset_type == "audio"
 
 
 @dataclass(frozen=True)
@@ -363,6 +372,19 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     vae_batch_size = _first_set(values.get("vae_batch_size"), _global(config, "vae_batch_size", 4))
     if vae_batch_size < 1:
         check.add(f"{where}.vae_batch_size", "must be at least 1")
+    conditioning = values.get("conditioning_data_dir")
+    if conditioning and not Path(conditioning).is_dir():
+        check.add(f"{where}.conditioning_data_dir", f"folder not found: {conditioning}",
+                  "a folder of reference clips named like the dataset's files (relative paths start at the current directory)")
+    downscale = _first_set(values.get("conditioning_downscale"), 1)
+    if downscale < 1:
+        check.add(f"{where}.conditioning_downscale", "must be at least 1 (references at the size divided by it)")
+    audio_seconds = _first_set(values.get("audio_seconds"), 5.0)
+    if "audio_seconds" in values and dataset_type != "audio":
+        check.add(f"{where}.audio_seconds", "only audio datasets read a fixed length of sound",
+                  'remove it or set "dataset_type": "audio"')
+    elif audio_seconds <= 0:
+        check.add(f"{where}.audio_seconds", "must be positive (seconds read from the start of each file)")
     if len(check.problems) > before:
         return None
     return MediaBackend(
@@ -376,7 +398,8 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
         caption_strategy=caption_strategy, instance_prompt=values.get("instance_prompt"),
         caption_dropout_probability=float(dropout), repeats=int(repeats), probability=float(probability),
         write_batch_size=write_batch_size, vae_batch_size=int(vae_batch_size), text_embeds=values.get("text_embeds"),
-        video=video,
+        video=video, conditioning_data_dir=Path(str(conditioning)) if conditioning else None,
+        conditioning_downscale=int(downscale), audio_seconds=float(audio_seconds),
     )
 
 

@@ -21,11 +21,25 @@ def _frame(width: int, height: int, index: int, seed: int) -> Any:
     return frame
 
 
+def tone(width: int, frames: int, fps: int, seed: int, rate: int) -> Any:
+    """(2, samples) float32: a tone whose pitch follows the square's x position in ``_frame``, panned with it."""
+    import numpy as np
+
+    samples = round(frames / fps * rate)
+    frame_of = np.minimum((np.arange(samples) * fps / rate).astype(int), frames - 1)
+    size = max(4, width // 4)
+    x = ((seed * 37 + frame_of * 3) % max(width - size, 1)) / max(width - size, 1)
+    phase = 2 * np.pi * np.cumsum(220.0 * 4.0 ** x) / rate
+    wave = 0.3 * np.sin(phase)
+    return np.stack([wave * (1 - x), wave * x]).astype(np.float32)
+
+
 def write_clip(path: Path, width: int, height: int, frames: int, fps: int = 25, seed: int = 0,
-               codec: str = "libx264", faststart: bool = False) -> Path:
+               codec: str = "libx264", faststart: bool = False, sound_rate: int = 0) -> Path:
     """Write an mp4 of ``frames`` frames: a gradient with a moving coloured square (PyAV).
 
     ``faststart`` puts the index at the front, so a truncated copy still opens but cannot decode to the end.
+    ``sound_rate`` > 0 adds a stereo AAC track at that rate: :func:`tone`, which follows the square.
     """
     import av
 
@@ -37,12 +51,19 @@ def write_clip(path: Path, width: int, height: int, frames: int, fps: int = 25, 
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "28"}
+        sound = container.add_stream("aac", rate=sound_rate, layout="stereo") if sound_rate else None
         for index in range(frames):
             frame = av.VideoFrame.from_ndarray(_frame(width, height, index, seed), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            audio = av.AudioFrame.from_ndarray(tone(width, frames, fps, seed, sound_rate), format="fltp",
+                                               layout="stereo")
+            audio.sample_rate, audio.pts = sound_rate, 0  # pts 0: the encoder's priming delay goes to the edit list
+            for packet in list(sound.encode(audio)) + list(sound.encode(None)):
+                container.mux(packet)
     return path
 
 

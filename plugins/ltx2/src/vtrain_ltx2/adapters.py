@@ -1,0 +1,121 @@
+"""Making the LTX-2 transformer trainable: peft LoRA on named target groups, LyCORIS, or full fine-tuning.
+
+LoRA targets are one regex (peft ``re.fullmatch`` over full module names) built from the named groups of
+``ltx2_lora_targets``: a list of 20+ names would be collapsed by peft into bare suffixes, and a suffix
+such as ``to_q`` also matches the audio and cross-modal attention that a "video attention" LoRA must
+leave alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtrain_ltx2.options import LORA_TARGET_ALIASES, LORA_TARGET_GROUPS
+
+if TYPE_CHECKING:
+    from vtrain.config import ResolvedConfig
+    from vtrain.family import ModelBundle
+
+LYCORIS_KEY = "lycoris"
+DEFAULT_LYCORIS_PRESET: dict[str, Any] = {"target_module": ["LTX2VideoTransformerBlock"], "target_name": [],
+                                          "module_algo_map": {}, "name_algo_map": {}, "use_fnmatch": False,
+                                          "exclude_name": [], "enable_conv": True, "lora_prefix": "lycoris"}
+_NETWORK_KEYS = {"dropout", "rank_dropout", "module_dropout", "use_tucker", "use_scalar", "train_norm",
+                 "decompose_both", "factor", "block_size", "constraint", "rescaled", "weight_decompose", "wd_on_out",
+                 "full_matrix", "bypass_mode", "unbalanced_factorization"}
+
+
+def expand_groups(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Group names with aliases expanded, in declaration order, without duplicates."""
+    groups: list[str] = []
+    for name in names:
+        for group in LORA_TARGET_ALIASES.get(name, (name,)):
+            if group not in LORA_TARGET_GROUPS:
+                raise ValueError(f"unknown LoRA target group {name!r}")
+            if group not in groups:
+                groups.append(group)
+    return groups
+
+
+def target_regex(names: list[str] | tuple[str, ...]) -> str:
+    """One regex matching exactly the modules of the named groups."""
+    return "|".join(f"(?:{LORA_TARGET_GROUPS[group]})" for group in expand_groups(names))
+
+
+def lora_config(config: ResolvedConfig) -> Any:
+    from peft import LoraConfig
+
+    alpha = config.lora_alpha if config.lora_alpha is not None else config.lora_rank
+    return LoraConfig(r=config.lora_rank, lora_alpha=alpha, lora_dropout=config.lora_dropout, init_lora_weights=True,
+                      target_modules=target_regex(list(config.ltx2_lora_targets)))
+
+
+def add_lora(bundle: ModelBundle, config: ResolvedConfig) -> None:
+    import torch
+
+    model = bundle.model
+    model.add_adapter(lora_config(config))
+    for name, param in model.named_parameters():
+        is_lora = "lora_" in name
+        param.requires_grad_(is_lora)
+        if is_lora:
+            param.data = param.data.to(torch.float32)
+
+
+def read_lycoris_config(path: str) -> dict[str, Any]:
+    from vtrain.errors import ConfigError, Problem
+
+    try:
+        settings = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError([Problem(f"lycoris_config ({path})", f"could not read it: {exc}",
+                                   'write a JSON object such as {"algo": "lokr", "factor": 16, "linear_dim": 10000}')]) from exc
+    if not isinstance(settings, dict):
+        raise ConfigError([Problem(f"lycoris_config ({path})", "expected a JSON object")])
+    return settings
+
+
+def add_lycoris(bundle: ModelBundle, config: ResolvedConfig) -> Any:
+    """A LycorisNetwork over the LTX-2 transformer blocks, kept in ``bundle.extra_trainables``."""
+    import torch
+    from lycoris import LycorisNetwork
+
+    settings = read_lycoris_config(config.lycoris_config)
+    preset = dict(DEFAULT_LYCORIS_PRESET)
+    preset.update(settings.get("apply_preset") or {})
+    LycorisNetwork.apply_preset(preset)
+    linear_dim = int(settings.get("linear_dim", config.lora_rank))
+    alpha = float(settings.get("linear_alpha", config.lora_alpha if config.lora_alpha is not None else linear_dim))
+    extra = {key: settings[key] for key in _NETWORK_KEYS if key in settings}
+    extra.setdefault("dropout", config.lora_dropout)
+    network = LycorisNetwork(bundle.model, multiplier=float(settings.get("multiplier", 1.0)), lora_dim=linear_dim,
+                             conv_lora_dim=int(settings.get("conv_dim", linear_dim)), alpha=alpha,
+                             conv_alpha=float(settings.get("conv_alpha", alpha)),
+                             network_module=str(settings.get("algo", "lora")).lower(), **extra)
+    network.apply_to()
+    network.to(torch.float32)
+    network.requires_grad_(True)
+    bundle.extra_trainables[LYCORIS_KEY] = network
+    bundle.meta["lycoris_settings"] = settings
+    return network
+
+
+def add_adapters(bundle: ModelBundle, config: ResolvedConfig) -> None:
+    """Attach the configured adapter (or unfreeze everything) and switch on gradient checkpointing."""
+    import torch
+
+    model = bundle.model
+    if config.model_type == "full":
+        model.to(torch.float32)
+        model.requires_grad_(True)
+    elif config.lora_type == "lycoris":
+        model.requires_grad_(False)
+        add_lycoris(bundle, config)
+    else:
+        add_lora(bundle, config)
+    bundle.meta["compute_dtype"] = next(p for n, p in model.named_parameters() if "lora_" not in n).dtype
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()
