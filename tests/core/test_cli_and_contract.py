@@ -54,10 +54,50 @@ def test_loss_falls_on_tinyflow(tinyflow_config: dict, make_runner: Any) -> None
 
 
 def test_grad_clip_value_and_accumulation_and_bf16(tinyflow_config: dict, make_runner: Any) -> None:
-    tinyflow_config.update(max_train_steps=4, grad_clip_method="value", max_grad_norm=1e-4,
-                           gradient_accumulation_steps=2, mixed_precision="bf16", gradient_checkpointing=True)
-    result = make_runner(tinyflow_config).run()
+    """Each feature is observed, not only the step count: SGD without momentum moves every weight by
+    lr x its clipped gradient, so no element moves more than lr x max_grad_norm; two loss calls per
+    update; the loss runs under bf16 autocast; each block runs twice per micro-batch (forward, then
+    recomputed in the backward pass) with gradient checkpointing."""
+    import torch
+
+    from vtrain import hookimpl
+
+    seen: dict[str, Any] = {"loss_calls": 0, "autocast": set(), "block_calls": 0, "moves": []}
+
+    class Observe:
+        name = "observe"
+
+        @hookimpl
+        def on_run_start(self, run: Any) -> None:
+            block = next(m for n, m in run.bundle.model.named_modules() if n.endswith("blocks.0"))
+            # a pre-hook: checkpoint recomputation stops early, before forward hooks would run
+            block.register_forward_pre_hook(lambda *_: seen.__setitem__("block_calls", seen["block_calls"] + 1))
+            seen["before"] = {n: p.detach().clone() for n, p in run.bundle.trainable_named_parameters()}
+
+        @hookimpl(wrapper=True)
+        def compute_loss(self) -> Any:
+            seen["loss_calls"] += 1
+            seen["autocast"].add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            return (yield)
+
+        @hookimpl
+        def on_step_end(self, run: Any, step: int) -> None:
+            now = {n: p.detach().clone() for n, p in run.bundle.trainable_named_parameters()}
+            seen["moves"].append(max(float((now[n] - seen["before"][n]).abs().max()) for n in now))
+            seen["before"] = now
+
+    lr, clip = 0.5, 1e-4
+    tinyflow_config.update(max_train_steps=4, grad_clip_method="value", max_grad_norm=clip, optimizer="sgd",
+                           adam_beta1=0.0, adam_weight_decay=0.0, learning_rate=lr, gradient_accumulation_steps=2,
+                           mixed_precision="bf16", gradient_checkpointing=True)
+    result = make_runner(tinyflow_config, plugins=[Observe()]).run()
     assert result.steps == 4
+    assert seen["loss_calls"] == 8  # 4 updates x 2 accumulated micro-batches
+    assert seen["autocast"] == {(True, torch.bfloat16)}
+    assert seen["block_calls"] == 2 * 8  # gradient checkpointing recomputes the block in the backward pass
+    assert len(seen["moves"]) == 4
+    assert all(0 < move <= lr * clip * 1.001 for move in seen["moves"]), seen["moves"]
+    assert max(seen["moves"]) > 0.99 * lr * clip  # the clip was reached: without it some element moves further
 
 
 def test_nan_loss_stops_with_step_and_terms(tinyflow_config: dict, make_runner: Any) -> None:

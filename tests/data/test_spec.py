@@ -45,7 +45,7 @@ def test_every_problem_names_the_dataset_and_key(tmp_path: Path) -> None:
                      "dataset 'clips'.crop_stlye: unknown key", "did you mean crop_style",
                      "dataset 'clips'.video.bucket_strategy: unknown bucket_strategy 'frames'",
                      "dataset 'stills'.instance_data_dir: folder not found",
-                     "dataset 'stills'.cache_dir_vae: missing", "dataset 'stills'.repeats: must be 0 or more",
+                     "dataset 'stills'.cache_dir_vae: missing", "dataset 'stills'.repeats: must be at least 0",
                      "dataset 'clips'.id: the id is used twice", "no enabled text_embeds dataset"]:
         assert expected in text, (expected, text)
 

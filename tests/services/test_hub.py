@@ -116,3 +116,89 @@ def test_checkpoints_need_push_to_hub(tinyflow_config, service_runner):
 
     with pytest.raises(ConfigError, match="push_checkpoints_to_hub: needs push_to_hub"):
         service_runner(dict(tinyflow_config, push_checkpoints_to_hub=True))
+
+
+class FailingHub(FakeHub):
+    """A hub that answers create_repo with ``statuses`` in turn (then 200), like an expired token or an outage."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        super().__init__()
+        self.statuses = list(statuses)
+
+    def respond(self, request: Request):
+        if request.path == "/api/repos/create":
+            self.creates += 1
+            if self.statuses:
+                status = self.statuses.pop(0)
+                return status, {"error": {401: "Invalid credentials", 503: "Service unavailable"}.get(status, "no")}
+            return 200, {"url": f"{self.receiver.url}/me/tiny-lora"}
+        return super().respond(request)
+
+
+def _point_hub_at(monkeypatch, fake) -> None:
+    from huggingface_hub import constants
+
+    import vtrain.services.hub as hub_service
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", fake.receiver.url)
+    monkeypatch.setattr(constants, "ENDPOINT", fake.receiver.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    original = hub_service.Uploader.__init__
+    monkeypatch.setattr(hub_service.Uploader, "__init__",
+                        lambda self, repo_id: original(self, repo_id, max_retries=3, backoff=0.05))
+
+
+def test_failed_final_upload_is_not_retried_when_permanent_and_exits_non_zero(tinyflow_config, monkeypatch, capsys):
+    from vtrain.cli import main
+
+    fake = FailingHub([401] * 10)
+    fake.receiver.start()
+    _point_hub_at(monkeypatch, fake)
+    monkeypatch.setenv("VTRAIN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    config = dict(tinyflow_config, push_to_hub=True, hub_model_id="me/tiny-lora", max_train_steps=2)
+    path = Path(tinyflow_config["output_dir"]).parent / "config.json"
+    path.write_text(json.dumps(config))
+    try:
+        code = main(["run", "--config", str(path), "-p", "vtrain.testing.plugin", "-p", "vtrain.services.hub"])
+    finally:
+        fake.receiver.stop()
+    err = capsys.readouterr().err
+    assert code == 4, err[-3000:]
+    assert fake.creates == 1  # an authentication error is never retried
+    assert "the upload to the hub repository me/tiny-lora failed" in err and "401" in err
+    assert "not retried" in err and "Traceback" not in err
+    out = Path(config["output_dir"])
+    assert (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
+    assert f"    {out / 'adapter_model.safetensors'}" in err  # the trained files stay, with their paths
+    assert TOKEN not in err
+
+
+def test_transient_hub_errors_are_retried(tinyflow_config, service_runner, monkeypatch, capfd):
+    fake = FailingHub([503, 503])
+    fake.receiver.start()
+    _point_hub_at(monkeypatch, fake)
+    try:
+        result = service_runner(dict(tinyflow_config, push_to_hub=True, hub_model_id="me/tiny-lora",
+                                     max_train_steps=2)).run()
+    finally:
+        fake.receiver.stop()
+    assert result.steps == 2 and fake.creates == 3 and len(fake.commits) == 1
+    assert "hub           me/tiny-lora" in capfd.readouterr().err
+
+
+def test_only_transient_errors_count_as_transient() -> None:
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from vtrain.services.hub import is_transient
+
+    def http_error(status: int) -> HfHubHTTPError:
+        request = httpx.Request("POST", "http://127.0.0.1/api/repos/create")
+        return HfHubHTTPError(f"{status}", response=httpx.Response(status, request=request))
+
+    assert [is_transient(http_error(s)) for s in (500, 502, 503, 429, 408)] == [True] * 5
+    assert [is_transient(http_error(s)) for s in (400, 401, 403, 404, 409)] == [False] * 5
+    assert is_transient(httpx.ConnectError("refused")) and is_transient(TimeoutError())
+    assert not is_transient(KeyError("bug")) and not is_transient(ValueError("bad repo id"))

@@ -74,7 +74,9 @@ def test_every_event_arrives_with_its_payload(tinyflow_config, service_runner, r
     out, err = capfd.readouterr()
     _assert_no_secret(Path(config["output_dir"]), out, err)
     run_info = json.loads((Path(config["output_dir"]) / "run_info.json").read_text())
-    assert run_info["config"]["webhook_config"] == "<redacted>"
+    saved = run_info["config"]["webhook_config"]  # the structure is kept; URLs' paths and headers are not
+    assert [t["webhook_url"] for t in saved] == [f"{receiver.url}/<redacted>"] * 2
+    assert saved[0]["headers"] == {"Authorization": "<redacted>"}
 
 
 def test_log_level_filters_events(tinyflow_config, service_runner, receiver):

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from vtrain.options import OptionsRegistry
 
+# Upper bounds of sizes: far beyond what any machine trains, so a typo (an extra zero or three) is refused
+# at validation instead of ending in an out-of-memory error minutes into the run.
+MAX_LORA_RANK = 4096
+MAX_BATCH = 1024
+MAX_SIDE_PX = 16384
+MAX_FRAMES = 4096
+
 LR_SCHEDULERS = (
     "constant",
     "constant_with_warmup",
@@ -22,13 +29,15 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("model_type", "str", "lora", "Train an adapter (lora) or every weight (full).", choices=("lora", "full"), **model)
     reg.add("pretrained_model_name_or_path", "str", None,
             "Hub id or local folder of the base model, in the family's diffusers layout.", **model)
-    reg.add("base_model_default_dtype", "str", "bf16",
-            "dtype the frozen base weights are loaded in.", choices=("bf16", "fp16", "fp32"), **model)
+    reg.add("base_model_default_dtype", "str", None,
+            "dtype the frozen base weights are loaded in; unset: bf16 on an accelerator, fp32 without one "
+            "(bf16 matmuls run far slower than fp32 on most CPUs).", choices=("bf16", "fp16", "fp32"), **model)
     reg.add("lora_type", "str", "standard", "Adapter kind: standard (peft LoRA) or lycoris.",
             choices=("standard", "lycoris"), **model)
-    reg.add("lora_rank", "int", 16, "LoRA rank.", minimum=1, **model)
+    reg.add("lora_rank", "int", 16, "LoRA rank.", minimum=1, maximum=MAX_LORA_RANK, **model)
     reg.add("lora_alpha", "float", None, "LoRA alpha; unset means equal to lora_rank (scale 1).", minimum=0, **model)
-    reg.add("lora_dropout", "float", 0.0, "Dropout on the LoRA path.", minimum=0, maximum=1, **model)
+    reg.add("lora_dropout", "float", 0.0, "Dropout on the LoRA path (below 1: at 1 the adapter sees only zeros).",
+            minimum=0, less_than=1, **model)
     reg.add("lycoris_config", "path", None, "JSON file with the LyCORIS algorithm and its settings (lora_type=lycoris).", **model)
     reg.add("gradient_checkpointing", "bool", False,
             "Recompute activations in the backward pass to save memory (the family applies it).", **model)
@@ -45,8 +54,9 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             minimum=0, **run)
     reg.add("ignore_final_epochs", "bool", False,
             "Let max_train_steps alone govern the run length: epoch counts never end it.", **run)
-    reg.add("train_batch_size", "int", 1, "Samples per batch on each process.", minimum=1, **run)
-    reg.add("gradient_accumulation_steps", "int", 1, "Batches accumulated per optimizer update.", minimum=1, **run)
+    reg.add("train_batch_size", "int", 1, "Samples per batch on each process.", minimum=1, maximum=MAX_BATCH, **run)
+    reg.add("gradient_accumulation_steps", "int", 1, "Batches accumulated per optimizer update.", minimum=1,
+            maximum=100_000, **run)
     reg.add("mixed_precision", "str", "bf16", "Autocast precision for the forward pass.", choices=("no", "fp16", "bf16"), **run)
     reg.add("max_grad_norm", "float", 2.0, "Gradient clipping threshold; 0 turns clipping off.", minimum=0, **run)
     reg.add("grad_clip_method", "str", "value",
@@ -63,33 +73,34 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             "Start afresh in an output_dir that holds an earlier run's outputs, deleting that run's checkpoints, "
             "metrics, run info, validation media and saved model (without it such a run is refused).", **run)
     reg.add("dataloader_num_workers", "int", 0, "Worker processes that read samples (0: the main process).",
-            minimum=0, **run)
+            minimum=0, maximum=256, **run)
 
     opt = {"category": "optimizer"}
     reg.add("optimizer", "str", "adamw", "Optimizer name from the optimizer registry (see `vtrain plugins`).", **opt)
     reg.add("optimizer_config", "str", None,
             "Extra optimizer arguments: a JSON object or key=value pairs separated by commas.", **opt)
-    reg.add("learning_rate", "float", 1e-4, "Peak learning rate.", minimum=0, **opt)
-    reg.add("adam_beta1", "float", 0.9, "First-moment decay of Adam-style optimizers.", minimum=0, maximum=1, **opt)
-    reg.add("adam_beta2", "float", 0.999, "Second-moment decay of Adam-style optimizers.", minimum=0, maximum=1, **opt)
+    reg.add("learning_rate", "float", 1e-4, "Peak learning rate.", greater_than=0, **opt)
+    reg.add("adam_beta1", "float", 0.9, "First-moment decay of Adam-style optimizers.", minimum=0, less_than=1, **opt)
+    reg.add("adam_beta2", "float", 0.999, "Second-moment decay of Adam-style optimizers.", minimum=0, less_than=1, **opt)
     reg.add("adam_weight_decay", "float", 1e-2, "Decoupled weight decay.", minimum=0, **opt)
-    reg.add("adam_epsilon", "float", 1e-8, "Adam epsilon.", minimum=0, **opt)
+    reg.add("adam_epsilon", "float", 1e-8, "Adam epsilon (0 divides by zero where a gradient is 0).", greater_than=0, **opt)
     reg.add("lr_scheduler", "str", "constant", "Learning-rate schedule (diffusers' names).", choices=LR_SCHEDULERS, **opt)
     reg.add("lr_warmup_steps", "int", 0,
             "Linear warm-up updates; larger than max_train_steps is legal (the warm-up never finishes).", minimum=0, **opt)
-    reg.add("lr_num_cycles", "float", 1, "Cycles for cosine_with_restarts (and half-cycles for cosine).", minimum=0, **opt)
+    reg.add("lr_num_cycles", "float", 1, "Cycles for cosine_with_restarts (and half-cycles for cosine).", greater_than=0, **opt)
     reg.add("lr_power", "float", 1.0, "Power of the polynomial schedule.", minimum=0, **opt)
 
     loss = {"category": "objective"}
     reg.add("flow_schedule_shift", "float", None,
             "Shift the training timesteps of flow-matching models: sigma' = s*sigma/(1+(s-1)*sigma). "
-            "Unset: no shift (logit-normal sampling).", minimum=0, **loss)
+            "Unset: the family's default (see vtrain config show). Must be > 0: a shift of 0 makes every sigma 0.",
+            greater_than=0, **loss)
     reg.add("flow_schedule_auto_shift", "bool", False,
             "Resolution-dependent shift computed from the number of latent tokens (bigger samples, bigger shift).", **loss)
     reg.add("flow_sigma_sampling", "str", "logit_norm", "How training sigmas are drawn before the shift.",
             choices=("logit_norm", "uniform"), **loss)
     reg.add("flow_logit_mean", "float", 0.0, "Mean of the logit-normal sigma distribution.", **loss)
-    reg.add("flow_logit_std", "float", 1.0, "Standard deviation of the logit-normal sigma distribution.", minimum=0, **loss)
+    reg.add("flow_logit_std", "float", 1.0, "Standard deviation of the logit-normal sigma distribution (0 would train one sigma only).", greater_than=0, **loss)
     reg.add("use_masked_loss", "bool", False, "Weight the loss by a per-sample mask (where the family supports it).", **loss)
 
     val = {"category": "validation"}
@@ -102,11 +113,12 @@ def declare_core_options(reg: OptionsRegistry) -> None:
             **val)
     reg.add("validation_negative_prompt", "str", "", "Negative prompt for classifier-free guidance.", **val)
     reg.add("validation_guidance", "float", 3.0, "Classifier-free guidance scale.", minimum=0, **val)
-    reg.add("validation_num_inference_steps", "int", 25, "Sampling steps for validation.", minimum=1, **val)
+    reg.add("validation_num_inference_steps", "int", 25, "Sampling steps for validation.", minimum=1, maximum=10_000,
+            **val)
     reg.add("validation_seed", "int", 42, "Seed for validation noise, so validations are comparable.", **val)
     reg.add("validation_resolution", "list", ["768x512"], "Comma-separated WIDTHxHEIGHT sizes to validate at.", **val)
     reg.add("validation_num_video_frames", "int", None, "Frames of validation videos (unset: the family's default).",
-            minimum=1, **val)
+            minimum=1, maximum=MAX_FRAMES, **val)
     reg.add("disable_benchmark", "bool", False,
             "Skip rendering the validation prompts with the untrained model before the first update.", **val)
 
@@ -117,19 +129,22 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("caption_dropout_probability", "float", 0.0, "Probability of training a sample on the empty prompt.",
             minimum=0, maximum=1, **data)
     reg.add("resolution", "float", None,
-            "Default dataset resolution (see resolution_type; a dataset's own resolution wins).", **data)
+            "Default dataset resolution (see resolution_type; a dataset's own resolution wins).", greater_than=0, **data)
     reg.add("resolution_type", "str", None,
             "Default resolution type: pixel_area (sqrt of the area in px), pixel (shorter side) or area (megapixels).",
             choices=("pixel_area", "pixel", "area"), **data)
     reg.add("aspect_bucket_rounding", "int", None, "Decimal places of aspect-ratio bucket keys (default 2).",
             minimum=0, **data)
-    reg.add("minimum_image_size", "float", None, "Skip inputs smaller than this (in the resolution_type unit).", **data)
+    reg.add("minimum_image_size", "float", None,
+            "Skip inputs smaller than this (in the resolution_type unit); 0 or unset: no minimum.", minimum=0, **data)
     reg.add("maximum_image_size", "float", None,
-            "Inputs larger than this are first shrunk to target_downsample_size.", **data)
-    reg.add("target_downsample_size", "float", None, "Size very large inputs are shrunk to before cropping.", **data)
+            "Inputs larger than this are first shrunk to target_downsample_size.", greater_than=0, **data)
+    reg.add("target_downsample_size", "float", None, "Size very large inputs are shrunk to before cropping.",
+            greater_than=0, **data)
     reg.add("disable_bucket_pruning", "bool", False,
             "Keep buckets smaller than train_batch_size (padded with repeats) instead of dropping them.", **data)
-    reg.add("vae_batch_size", "int", 4, "Samples per VAE call while caching latents.", minimum=1, **data)
+    reg.add("vae_batch_size", "int", 4, "Samples per VAE call while caching latents.", minimum=1, maximum=MAX_BATCH,
+            **data)
     reg.add("compress_disk_cache", "bool", False, "Compress cached latents and embeddings.", **data)
     reg.add("delete_problematic_images", "bool", False, "Delete files that were read but cannot be decoded (corrupt media) instead of skipping "
             "them; a file that cannot be read (permissions, I/O errors) is only ever skipped.", **data)

@@ -73,6 +73,9 @@ def cmd_run(argv: list[str]) -> int:
 
         os.environ[VERBOSE_ENV] = "1"
     runner = _runner_from_args(args, extra)
+    from vtrain.training.stopping import resume_command
+
+    runner.resume_command = resume_command(argv)
     result = runner.run()
     return 0 if result.steps >= 0 else 1
 
@@ -101,16 +104,23 @@ def cmd_config(argv: list[str]) -> int:
         args.config = args.file
         runner = _runner_from_args(args, extra)
         print(f"{args.file}: OK ({len(runner.config.sources)} keys set, family {runner.config.model_family})")
+        for notice in runner.config.notices:
+            print(f"note: {notice}")
         return 0
     runner = _runner_from_args(args, extra)
     config = runner.config
+    from vtrain.services.redact import redact_config
+
+    shown = redact_config(config.to_json())  # webhook URLs, headers and tokens are never printed
     if args.json:
-        print(json.dumps({k: {"value": v, "source": config.source(k)} for k, v in config.to_json().items()}, indent=2))
+        print(json.dumps({k: {"value": v, "source": config.source(k)} for k, v in shown.items()}, indent=2))
         return 0
     width = max(len(k) for k in config)
-    for key, value in config.to_json().items():
-        shown = "unset" if value is None else json.dumps(value)
-        print(f"{key:<{width}}  {shown}  [{config.source(key)}]")
+    for key, value in shown.items():
+        text = "unset" if value is None else json.dumps(value)
+        print(f"{key:<{width}}  {text}  [{config.source(key)}]")
+    for notice in config.notices:
+        print(f"note: {notice}")
     return 0
 
 
@@ -197,16 +207,46 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "configure": cmd_configure}
     from vtrain.errors import VtrainError
 
+    previous_term = _sigterm_interrupts()
     try:
         if command in handlers:
             return handlers[command](rest)
         return _run_plugin_command(command, rest)
     except VtrainError as exc:
-        print(f"vtrain: error: {exc}", file=sys.stderr)
+        from vtrain.services.redact import redact_text
+
+        print(redact_text(f"vtrain: {getattr(exc, 'label', 'error')}: {exc}"), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("vtrain: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        name = str(exc) or "SIGINT"
+        print(f"vtrain: interrupted ({name})", file=sys.stderr)
+        return 143 if name == "SIGTERM" else 130
+    except OSError as exc:  # a disk or permission error outside a checked path: the file and the reason
+        where = f" {exc.filename}" if exc.filename else ""
+        from vtrain.services.redact import redact_text
+
+        print(redact_text(f"vtrain: error:{where}: {exc.strerror or exc}"), file=sys.stderr)
+        return 1
+    finally:
+        if previous_term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _sigterm_interrupts() -> Any:
+    """SIGTERM (schedulers, ``docker stop``) interrupts like Ctrl-C instead of ending the process silently;
+    while training, the loop's own handler takes over and stops cleanly."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(_number: int, _frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from vtrain.errors import ConfigError, Problem, ProblemCollector
 from vtrain.options import CoercionError, OptionsRegistry
 
 FAMILY_KEY = "model_family"
+FAMILY_DEFAULT = "family default"
 
 
 def normalise_key(key: str) -> str:
@@ -24,22 +25,76 @@ def normalise_key(key: str) -> str:
     return key.strip().lstrip("-").replace("-", "_")
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (``json`` would silently keep the last)."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def parse_json_text(text: str) -> Any:
+    """``json.loads`` that refuses a key written twice in one object (raises :class:`DuplicateKeyError`)."""
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+
+
 def read_json_file(path: str | Path, what: str = "config file") -> Any:
-    """Read a JSON file, turning a missing file or a syntax error into a :class:`ConfigError`."""
+    """Read a JSON file, turning a missing file or a syntax error into a :class:`ConfigError`.
+
+    A UTF-8 byte-order mark (which some editors write) is accepted; a syntax error comes with the
+    hint that matches it (comments, trailing comma, single quotes...).
+    """
     file = Path(path)
     if not file.exists():
         raise ConfigError([Problem(str(file), f"{what} not found", "check the path (relative paths start at the current directory)")])
     if file.is_dir():
         raise ConfigError([Problem(str(file), f"{what} is a directory, expected a JSON file")])
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise ConfigError([Problem(str(file), f"{what} is not UTF-8 text")]) from None
+        raise ConfigError([Problem(str(file), f"{what} is not UTF-8 text", "save the file as UTF-8")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(file), f"cannot read the {what}: {exc.strerror}")]) from None
+    try:
+        return parse_json_text(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError([Problem(f"{file}: {exc}", "the key is written twice in one object; JSON keeps only the last",
+                                   "keep one of them")]) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             [Problem(str(file), f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-                     "fix the JSON syntax (a trailing comma is a common cause)")]
+                     json_hint(text, exc))]
         ) from None
+
+
+def json_hint(text: str, exc: json.JSONDecodeError) -> str:
+    """The fix that matches a JSON syntax error (not always "a trailing comma")."""
+    import re
+
+    if re.search(r"^\s*(//|#)|/\*|[,{\[]\s*//", text, flags=re.MULTILINE):
+        return "JSON has no comments: remove the // or /* */ or # lines (or move notes into a key of their own)"
+    before = text[: exc.pos].rstrip()
+    after = text[exc.pos:].lstrip()
+    if before.endswith(",") and after[:1] in ("}", "]"):
+        return "remove the trailing comma after the last item of the object or list"
+    if after[:1] == "'":
+        return "JSON strings and keys take double quotes (\"), not single quotes"
+    if exc.msg.startswith("Expecting property name"):
+        return "keys must be in double quotes, and the last item takes no comma"
+    if exc.msg.startswith("Extra data"):
+        return "the file holds more than one JSON value: wrap the settings in one { ... } object"
+    if exc.msg.startswith("Expecting ',' delimiter"):
+        return "a comma is missing between two items (or a quote is not closed)"
+    if exc.msg.startswith("Expecting value") and not after:
+        return "the file is empty or ends too early: write a { ... } object"
+    if exc.msg.startswith("Expecting value"):
+        return "a value is missing or is not JSON (strings take double quotes; true, false and null are lowercase)"
+    return "fix the JSON syntax at that position"
 
 
 @dataclass(frozen=True)
@@ -57,10 +112,27 @@ class ConfigLayer:
         return cls(str(path), data)
 
 
+class _FlagWithoutValue:
+    """The value of a bare ``--flag``: true for a boolean key, an error for any other."""
+
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+FLAG_WITHOUT_VALUE = _FlagWithoutValue()
+
+
 def parse_cli_overrides(args: Iterable[str]) -> dict[str, Any]:
-    """Read ``--key value``, ``--key=value`` and bare ``--flag`` (true) pairs."""
+    """Read ``--key value``, ``--key=value`` and bare ``--flag`` pairs.
+
+    A bare flag gets :data:`FLAG_WITHOUT_VALUE`, which :func:`resolve_config` reads as true for a
+    boolean key and refuses for any other. A key given twice (``--seed 1 --seed 2``, or
+    ``--learning-rate`` and ``--learning_rate``) is refused.
+    """
     items = list(args)
     result: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    problems = ProblemCollector()
     index = 0
     while index < len(items):
         token = items[index]
@@ -73,9 +145,15 @@ def parse_cli_overrides(args: Iterable[str]) -> dict[str, Any]:
             key, value = token, items[index + 1]
             index += 2
         else:
-            key, value = token, "true"
+            key, value = token, FLAG_WITHOUT_VALUE
             index += 1
-        result[normalise_key(key)] = value
+        name = normalise_key(key)
+        if name in result:
+            problems.add(f"command line: {name}", f"given twice (as {spelled[name]} and as {key})",
+                         "keep one of them")
+        spelled[name] = key
+        result[name] = value
+    problems.raise_if_any()
     return result
 
 
@@ -88,6 +166,7 @@ class ResolvedConfig(Mapping[str, Any]):
 
     values: dict[str, Any]
     sources: dict[str, str] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("values")
@@ -108,7 +187,9 @@ class ResolvedConfig(Mapping[str, Any]):
         return self.sources.get(key, "default")
 
     def explicitly_set(self, key: str) -> bool:
-        return self.source(key) != "default"
+        """Whether the user set ``key`` (a family's recommended default does not count)."""
+        source = self.source(key)
+        return source != "default" and not source.startswith(FAMILY_DEFAULT)
 
     def to_json(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in sorted(self.values.items())}
@@ -134,19 +215,51 @@ def resolve_config(
     problems = ProblemCollector()
     values: dict[str, Any] = {option.name: option.default for option in registry}
     sources: dict[str, str] = {}
+    notices: list[str] = []
     for layer in layers:
+        spelled: dict[str, str] = {}
         for raw_key, raw_value in layer.values.items():
             key = normalise_key(raw_key)
             where = f"{layer.source}: {key}"
-            if key not in registry:
-                _report_unknown_key(problems, registry, key, where)
+            source = layer.source
+            canonical = registry.canonical(key)
+            if canonical is None:
+                verdict = _simpletuner_verdict(registry, key, raw_value)
+                if verdict is None:
+                    _report_unknown_key(problems, registry, key, where)
+                    continue
+                if verdict.kind == "notice":
+                    notices.append(f"{where}: accepted, no effect in vtrain: {verdict.reason}")
+                    continue
+                if verdict.kind == "refuse":
+                    problems.add(where, verdict.reason, verdict.fix)
+                    continue
+                canonical = verdict.target
+                raw_value = raw_value if verdict.value is None else verdict.value
+            if canonical in spelled:
+                problems.add(where, f"set twice in one place, as {spelled[canonical]!r} and as {raw_key!r}; "
+                                    "only one value can be used", "keep one of them")
                 continue
+            spelled[canonical] = raw_key
+            if canonical != key:
+                source = f"{layer.source} (as {key})"
+                where = f"{layer.source}: {key} (read as {canonical})"
+            option = registry[canonical]
+            if raw_value is FLAG_WITHOUT_VALUE:
+                if option.kind != "bool":
+                    problems.add(where, "given without a value", f"write --{key} VALUE ({option.kind}); "
+                                 "only true/false keys may be given as a bare flag")
+                    continue
+                raw_value = True
             try:
-                values[key] = registry[key].coerce(raw_value)
+                values[canonical] = option.coerce(raw_value)
             except CoercionError as exc:
-                problems.add(where, str(exc), _type_fix(registry, key))
+                message = str(exc)
+                if canonical in _secret_keys():
+                    message = message.split(", got ")[0]  # never echo a secret-bearing value
+                problems.add(where, message, _type_fix(registry, canonical))
                 continue
-            sources[key] = layer.source
+            sources[canonical] = source
 
     family = values.get(FAMILY_KEY)
     known_families = sorted(families)
@@ -179,13 +292,56 @@ def resolve_config(
             problems.add(where, f"applies only to the {', '.join(option.families)} famil{'y' if len(option.families) == 1 else 'ies'}, "
                                 f"not to {family!r}", "remove the key")
     problems.raise_if_any()
-    return ResolvedConfig(values, sources)
+    return ResolvedConfig(values, sources, notices)
+
+
+def apply_family_defaults(config: ResolvedConfig, family_name: str, defaults: Iterable[Any]) -> list[str]:
+    """Apply a family's recommended defaults (:class:`vtrain.family.FamilyDefault`) to ``config``.
+
+    Each group applies only when the config sets none of its ``unless_set`` keys; the values get
+    the source ``family default (<family>)`` so ``vtrain config show`` says where they came from.
+    Returns one line per applied group, for the start-up summary.
+    """
+    applied = []
+    for group in defaults:
+        if any(config.explicitly_set(key) for key in group.unless_set):
+            continue
+        for key, value in group.values.items():
+            config.values[key] = value
+            config.sources[key] = f"{FAMILY_DEFAULT} ({family_name})"
+        settings = ", ".join(f"{k}={v}" for k, v in group.values.items())
+        applied.append(f"{settings} ({group.reason})")
+    return applied
+
+
+def _secret_keys() -> frozenset[str]:
+    from vtrain.services.redact import SECRET_KEYS
+
+    return SECRET_KEYS
 
 
 def _close(word: str, pool: Iterable[str]) -> list[str]:
     import difflib
 
     return difflib.get_close_matches(word, list(pool), n=3, cutoff=0.5)
+
+
+def _simpletuner_verdict(registry: OptionsRegistry, key: str, value: Any) -> Any:
+    """How SimpleTuner's reading of ``key`` carries over (None: SimpleTuner does not know it either).
+
+    A key of a vtrain plugin that is not installed is reported as such, not as SimpleTuner's.
+    """
+    from vtrain.simpletuner import classify
+
+    if catalog.distribution_for_key(key):
+        prefix = next((p for d in catalog.KNOWN_DISTRIBUTIONS for p in d.key_prefixes if key.startswith(p)), None)
+        plugin_loaded = prefix is not None and any(name.startswith(prefix) for name in registry.names())
+        if not plugin_loaded:  # the plugin that declares the key is missing or blocked: say so
+            return None
+    verdict = classify(key, value)
+    if verdict.kind == "unknown" or (verdict.kind == "alias" and verdict.target not in registry):
+        return None
+    return verdict
 
 
 def _report_unknown_key(problems: ProblemCollector, registry: OptionsRegistry, key: str, where: str) -> None:
@@ -203,4 +359,10 @@ def _type_fix(registry: OptionsRegistry, key: str) -> str:
     option = registry[key]
     if option.choices:
         return f"use one of: {', '.join(map(str, option.choices))}"
-    return f"{key} takes a {option.kind} value (default {option.default!r})"
+    limits = []
+    if option.minimum is not None:
+        limits.append(f"at least {option.minimum:g}")
+    if option.maximum is not None:
+        limits.append(f"at most {option.maximum:g}")
+    bounds = f", {' and '.join(limits)}" if limits else ""
+    return f"{key} takes a {option.kind} value{bounds} (default {option.default!r})"

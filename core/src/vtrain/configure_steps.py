@@ -90,6 +90,10 @@ def describe(option: Option) -> str:
         rules.append(f"at least {option.minimum:g}")
     if option.maximum is not None:
         rules.append(f"at most {option.maximum:g}")
+    if option.greater_than is not None:
+        rules.append(f"more than {option.greater_than:g}")
+    if option.less_than is not None:
+        rules.append(f"less than {option.less_than:g}")
     return f"{option.name} ({'; '.join(rules)}): {option.help}"
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtrain.builtin_options import declare_core_options
+from vtrain.builtin_options import MAX_SIDE_PX, declare_core_options
 from vtrain.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -60,6 +60,12 @@ class CorePlugin:
         if config.model_type == "full" and config.explicitly_set("lora_type"):
             problems.add("lora_type", "model_type=full trains every weight: lora_type has no effect",
                          "remove lora_type or use model_type=lora")
+        from vtrain.services.optimizers import SCHEDULE_FREE
+
+        if config.optimizer in SCHEDULE_FREE and config.lr_scheduler not in ("constant", "constant_with_warmup"):
+            problems.add("lr_scheduler", f"{config.optimizer} is schedule-free: it replaces the learning-rate schedule "
+                         f"(SimpleTuner overrides lr_scheduler for it too), so {config.lr_scheduler} cannot apply",
+                         "use lr_scheduler=constant (warm-up through lr_warmup_steps still applies)")
         if config.flow_schedule_auto_shift and config.flow_schedule_shift is not None:
             problems.add("flow_schedule_auto_shift", "flow_schedule_auto_shift and flow_schedule_shift contradict each other",
                          "set only one of them")
@@ -71,7 +77,10 @@ class CorePlugin:
             _check_prompt_library(Path(config.user_prompt_library), problems)
         if config.optimizer_config:
             try:
-                parse_optimizer_config(config.optimizer_config)
+                extra = parse_optimizer_config(config.optimizer_config)
+                bad = [key for key, value in extra.items() if not _all_finite(value)]
+                if bad:
+                    raise ValueError(f"{', '.join(bad)}: numbers must be finite (not nan or inf)")
             except ValueError as exc:
                 problems.add("optimizer_config", str(exc), 'use a JSON object or key=value pairs, e.g. "betas=(0.9,0.99),eps=1e-8"')
         resume = config.resume_from_checkpoint
@@ -94,8 +103,21 @@ class CorePlugin:
             problems.add("overwrite_output_dir", "overwrite_output_dir deletes the checkpoints resume_from_checkpoint "
                          "would continue from", "set only one of them")
         for size in config.validation_resolution:
-            if not _parse_size(size):
+            parsed = _parse_size(size)
+            if not parsed:
                 problems.add("validation_resolution", f"{size!r} is not WIDTHxHEIGHT", 'write sizes like "768x512,1280x768"')
+            elif not all(1 <= side <= MAX_SIDE_PX for side in parsed):
+                problems.add("validation_resolution", f"{size!r}: each side must be between 1 and {MAX_SIDE_PX} pixels",
+                             "check for a typo (an extra digit)")
+        if config.resolution is not None and not config.data_backend_config and config.resolution > MAX_SIDE_PX:
+            problems.add("resolution", f"{config.resolution:g} is beyond any machine's memory (limit {MAX_SIDE_PX})",
+                         "check for a typo (an extra digit)")
+        from vtrain.disk import write_problem
+
+        reason = write_problem(Path(config.output_dir))
+        if reason:
+            problems.add("output_dir", f"the run cannot write its output: {reason}",
+                         "choose a folder you can write to (a read-only mount, a full disk or a file in the way)")
 
     # -- delegation to the family (trylast: any plugin may override or wrap) -------------------
 
@@ -164,6 +186,16 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _all_finite(value: Any) -> bool:
+    import math
+
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(item) for item in value)
+    return True
+
+
 def _parse_size(text: str) -> tuple[int, int] | None:
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
@@ -172,15 +204,24 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 
 
 def _check_prompt_library(path: Path, problems: ProblemCollector) -> None:
-    import json
+    from vtrain.config import read_json_file
+    from vtrain.errors import ConfigError
+    from vtrain.options import MAX_TEXT_CHARS
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        problems.add(f"user_prompt_library ({path})", f"not valid JSON: {exc.msg} at line {exc.lineno}")
+        data = read_json_file(path, what="user_prompt_library")
+    except ConfigError as error:
+        for problem in error.problems:
+            problems.add(f"user_prompt_library ({problem.where})", problem.message, problem.fix)
         return
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         problems.add(f"user_prompt_library ({path})", "expected a JSON object of nickname -> prompt text")
+        return
+    for nickname, prompt in data.items():
+        if len(prompt) > MAX_TEXT_CHARS:
+            problems.add(f"user_prompt_library ({path}): {nickname}",
+                         f"the prompt is {len(prompt)} characters long; the limit is {MAX_TEXT_CHARS}",
+                         "shorten it (the text encoder reads only the first few hundred tokens anyway)")
 
 
 def parse_optimizer_config(text: Any) -> dict[str, Any]:

@@ -21,9 +21,11 @@ def _detail(option: Option) -> str:
     parts = []
     if option.choices:
         parts.append("one of " + ", ".join(f"`{c}`" for c in option.choices))
-    if option.minimum is not None or option.maximum is not None:
+    if any(b is not None for b in (option.minimum, option.maximum, option.greater_than, option.less_than)):
         low = "" if option.minimum is None else f"{option.minimum:g} ≤ "
+        low = low if option.greater_than is None else f"{option.greater_than:g} < "
         high = "" if option.maximum is None else f" ≤ {option.maximum:g}"
+        high = high if option.less_than is None else f" < {option.less_than:g}"
         parts.append(f"{low}value{high}")
     if option.families:
         parts.append("families: " + ", ".join(option.families))

@@ -17,6 +17,33 @@ if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
 
 
+def base_dtype_name(config: Any) -> str:
+    """``base_model_default_dtype``, or when unset bf16 with a CUDA device and fp32 without one
+    (``Runner.run`` fills it in the same way before loading; this covers direct family calls)."""
+    if config.base_model_default_dtype:
+        return str(config.base_model_default_dtype)
+    import torch
+
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
+@dataclass(frozen=True)
+class FamilyDefault:
+    """A family's recommended values for a group of keys (the reference trainers' defaults).
+
+    They apply when the config sets none of ``unless_set`` (so SimpleTuner's keys are still read
+    exactly when given) and are shown by ``vtrain config show`` as ``family default (<family>)``.
+
+    :param unless_set: the keys whose explicit setting keeps the registry defaults.
+    :param values: key -> value to use instead.
+    :param reason: why (one phrase, for the summary and the docs).
+    """
+
+    unless_set: tuple[str, ...]
+    values: Mapping[str, Any]
+    reason: str
+
+
 @dataclass(frozen=True)
 class FamilyTraits:
     """What the model-agnostic core and data layer need to know about a family.
@@ -34,6 +61,8 @@ class FamilyTraits:
         patterns; a pattern also covers the modules below the one it names.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
+    :param recommended_defaults: :class:`FamilyDefault` groups applied to configs that leave
+        those keys unset.
     :param audio_sample_rate: a family that generates sound sets the rate its audio encoder takes;
         the data layer then reads each clip's audio stream, resampled to this rate and aligned to
         the frames used, and hands it to ``encode_batch`` as ``audio``. 0: the family takes no audio.
@@ -52,6 +81,7 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    recommended_defaults: tuple[FamilyDefault, ...] = ()
     audio_sample_rate: int = 0
     audio_channels: int = 0
     unmasked_attention: tuple[str, ...] = ()

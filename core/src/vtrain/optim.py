@@ -20,7 +20,17 @@ def check_optimizer_name(name: str, registered: dict[str, tuple[Callable[..., An
     if dist:
         return Problem(f"optimizer: {name}", f"provided by the plugin distribution {dist}, which is not installed",
                        f"pip install {dist}, or choose one of: {', '.join(sorted(registered))}")
-    return Problem(f"optimizer: {name}", "unknown optimizer", f"choose one of: {', '.join(sorted(registered))}")
+    from vtrain.services.optimizers import UNAVAILABLE
+
+    if name in UNAVAILABLE:
+        why, nearest = UNAVAILABLE[name]
+        return Problem(f"optimizer: {name}", f"vtrain cannot provide SimpleTuner's {name}: {why}",
+                       f"the nearest vtrain optimizer is {nearest}")
+    import difflib
+
+    close = difflib.get_close_matches(name, list(registered), n=3, cutoff=0.5)
+    fix = f"did you mean {' or '.join(close)}?" if close else f"choose one of: {', '.join(sorted(registered))}"
+    return Problem(f"optimizer: {name}", "unknown optimizer (neither vtrain nor SimpleTuner has it)", fix)
 
 
 def build_optimizer(params: list[Any], config: ResolvedConfig,

@@ -36,6 +36,7 @@ class RunContext:
     :param plugins: every loaded plugin's name, distribution and version.
     :param statefuls: the objects registered with :meth:`register_stateful`.
     :param dataset: the training dataset (set before ``on_run_start``).
+    :param resume_command: what the user runs to resume this run (printed when it stops on a signal).
     :param resume_path: the verified checkpoint the run resumes from (``None``: a fresh start); set
         before ``on_run_start``, restored after it (``on_train_begin`` gets the step).
     """
@@ -50,6 +51,7 @@ class RunContext:
     state: TrainState | None = None
     statefuls: dict[str, Stateful] = field(default_factory=dict)
     dataset: Any = None
+    resume_command: str = 'Runner.from_config(..., overrides={"resume_from_checkpoint": "latest"}).run()'
     resume_path: Path | None = None
 
     @property

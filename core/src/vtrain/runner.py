@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vtrain.config import ConfigLayer, ResolvedConfig, resolve_config
+from vtrain.config import ConfigLayer, ResolvedConfig, apply_family_defaults, resolve_config
 from vtrain.core_plugin import CorePlugin
-from vtrain.errors import ConfigError, ProblemCollector
+from vtrain.errors import ConfigError, Problem, ProblemCollector
 from vtrain.family import ModelFamily
 from vtrain.hooks import Hooks
 from vtrain.options import OptionsRegistry
@@ -33,6 +33,7 @@ class Runner:
         self.families = families
         self.optimizers = optimizers
         self.config = config
+        self.resume_command: str | None = None  # the CLI sets the command line that resumes this run
 
     # -- construction --------------------------------------------------------------------------
 
@@ -62,6 +63,7 @@ class Runner:
         resolved = resolve_config(registry, layers, families)
         problems = ProblemCollector()
         family = families[resolved.model_family]
+        apply_family_defaults(resolved, family.name, family.traits.recommended_defaults)
         Hooks(host).validate_config(resolved, family, problems)
         from vtrain.optim import check_optimizer_name
 
@@ -73,6 +75,7 @@ class Runner:
 
             for message in check_report_to(resolved, Hooks(host).register_trackers()):
                 problems.add("report_to", message)
+        problems.problems = [_with_source(problem, resolved) for problem in problems.problems]
         problems.raise_if_any()
         return cls(host, registry, families, optimizers, resolved)
 
@@ -103,6 +106,7 @@ class Runner:
         from vtrain.training.summary import print_summary
 
         config = self.config
+        resolve_default_dtype(config, _has_accelerator())
         output_dir = Path(config.output_dir)
         accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
@@ -112,6 +116,8 @@ class Runner:
         )
         run = RunContext(config=config, family=self.family, hooks=self.hooks, output_dir=output_dir,
                          plugins=self.plugin_infos(), accelerator=accelerator)
+        if self.resume_command:
+            run.resume_command = self.resume_command
         from vtrain.output_folder import OutputLock
 
         lock = OutputLock(output_dir)
@@ -205,6 +211,18 @@ class Runner:
         }
 
 
+def _with_source(problem: Problem, config: ResolvedConfig) -> Problem:
+    """``key: ...`` becomes ``config.json: key: ...`` when the key was set there, so every problem names
+    the file (or the command line) to fix, not only the key."""
+    key = problem.where.split(":")[0].split(" ")[0]
+    if key not in config.sources:
+        return problem
+    source = config.source(key)
+    if problem.where.startswith(source):
+        return problem
+    return Problem(f"{source}: {problem.where}", problem.message, problem.fix)
+
+
 def load_plugins(plugins: Sequence[object | str] = (), plugin_files: Sequence[str | Path] = (),
                  blocked: Sequence[str] = (), autoload: bool | None = None
                  ) -> tuple[PluginHost, OptionsRegistry, dict[str, ModelFamily], dict[str, Any]]:
@@ -220,6 +238,19 @@ def load_plugins(plugins: Sequence[object | str] = (), plugin_files: Sequence[st
     families.update(hooks.register_families())
     optimizers = hooks.register_optimizers()
     return host, registry, families, optimizers
+
+
+AUTO_DTYPE_SOURCE = "auto"
+
+
+def resolve_default_dtype(config: ResolvedConfig, accelerator: bool) -> None:
+    """An unset ``base_model_default_dtype`` becomes bf16 with an accelerator and fp32 without one."""
+    if config.base_model_default_dtype is not None:
+        return
+    config.values["base_model_default_dtype"] = "bf16" if accelerator else "fp32"
+    config.sources["base_model_default_dtype"] = (
+        f"{AUTO_DTYPE_SOURCE} (an accelerator: bf16)" if accelerator
+        else f"{AUTO_DTYPE_SOURCE} (no accelerator: fp32, which runs faster than bf16 on most CPUs)")
 
 
 def _release_accelerate_state() -> None:

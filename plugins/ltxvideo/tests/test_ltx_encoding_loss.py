@@ -110,7 +110,7 @@ def test_i2v_first_frame_is_clean_and_excluded_from_the_loss(prepared: Any) -> N
     from vtrain.family import TrainState
     from vtrain_ltxvideo.encoding import pack_latents
 
-    runner, bundle = prepared()
+    runner, bundle = prepared({"i2v_conditioning_probability": 1.0, "vae_latent_sampling": "mode"})
     batch = _batch(runner, bundle)
     x0 = batch["latents"]
     assert x0.shape[2] == 3  # 17 frames -> 3 latent frames
@@ -151,7 +151,7 @@ def test_given_sigmas_and_noise_are_used_as_is(prepared: Any) -> None:
     from vtrain.family import TrainState
     from vtrain_ltxvideo.encoding import pack_latents
 
-    runner, bundle = prepared()
+    runner, bundle = prepared({"vae_latent_sampling": "mode"})
     batch = _batch(runner, bundle, is_i2v=False)
     batch["sigmas"] = torch.tensor([0.25, 0.75])
     batch["noise"] = torch.randn_like(batch["latents"])
@@ -173,7 +173,7 @@ def test_given_sigmas_and_noise_are_used_as_is(prepared: Any) -> None:
 def test_manual_shift_is_applied_to_drawn_sigmas(prepared: Any) -> None:
     from vtrain.family import TrainState
 
-    runner, bundle = prepared({"flow_schedule_shift": 3.0})
+    runner, bundle = prepared({"flow_schedule_shift": 3.0, "vae_latent_sampling": "mode"})
     assert runner.hooks.schedule_shift(runner.config, (8, 3, 2, 2)) == 3.0
     batch = _batch(runner, bundle, is_i2v=False)
     seen = _spy_forward(bundle.model)
@@ -240,3 +240,28 @@ def test_rope_scale_follows_the_clip_frame_rate() -> None:
     assert batch_fps({}, 25) == 25
     assert batch_fps({"fps": torch.tensor([30.0, 24.0])}, 25) == 30.0
     assert batch_fps({"fps": torch.tensor([0.0])}, 25) == 25  # unknown (an image): the family's rate
+
+
+@pytest.mark.parametrize("mode", ["sample", "mode"])
+def test_vae_latent_sampling(prepared: Any, mode: str) -> None:
+    """The cache holds the posterior's mean and std (normalised); ``sample`` trains on mean + std * eps drawn
+    from the torch RNG at each use (the reference's latent_dist.sample()), ``mode`` on the mean."""
+    from vtrain.family import TrainState
+    from vtrain_ltxvideo.encoding import pack_latents
+
+    runner, bundle = prepared({"vae_latent_sampling": mode})
+    batch = _batch(runner, bundle, is_i2v=False)
+    mean, std = batch["latents"], batch["latents_std"]
+    assert std.shape == mean.shape and float(std.min()) > 0
+    vae = bundle.components["vae"]
+    pixels = render_clip(clip_specs(2)[0], 17, 64, 64).unsqueeze(0)
+    posterior = vae.encode(pixels.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist
+    torch.testing.assert_close(std[:1], posterior.std * vae.config.scaling_factor
+                               / vae.latents_std.view(1, -1, 1, 1, 1))
+    batch["sigmas"] = torch.zeros(2)
+    seen = _spy_forward(bundle.model)
+    torch.manual_seed(3)
+    runner.hooks.compute_loss(bundle, batch, runner.config, TrainState(shift_for=lambda shape: None))
+    torch.manual_seed(3)
+    expected = mean + std * torch.randn_like(mean) if mode == "sample" else mean
+    torch.testing.assert_close(seen["hidden_states"], pack_latents(expected, 1, 1))

@@ -116,7 +116,7 @@ def test_image_to_video_training_forward_equals_the_pipeline_step(prepared: Any)
 
     from vtrain_ltxvideo.validation import build_pipeline
 
-    runner, bundle = prepared()
+    runner, bundle = prepared({"i2v_conditioning_probability": 1.0})
     frame = (render_clip(clip_specs(1)[0], 1, 64, 64)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     image = Image.fromarray(frame)
     pipeline = build_pipeline(bundle, image)
@@ -162,3 +162,68 @@ def test_auto_shift_equals_the_pipelines_dynamic_shift(prepared: Any, shape: tup
     sigmas = torch.linspace(1.0, 0.05, 8)
     scheduler.set_timesteps(sigmas=sigmas.tolist(), mu=mu)
     torch.testing.assert_close(scheduler.sigmas[:-1], shift_sigmas(sigmas, shift), rtol=1e-5, atol=1e-6)
+
+
+def _causal_reference_coords(batch: int, grid: tuple[int, int, int], fps: float) -> torch.Tensor:
+    """The positions LTXConditionPipeline builds for a latent grid (its own static helpers)."""
+    from diffusers import LTXConditionPipeline
+
+    ids = LTXConditionPipeline._prepare_video_ids(batch, *grid, patch_size=1, patch_size_t=1)
+    coords = LTXConditionPipeline._scale_video_ids(ids, scale_factor=32, scale_factor_t=8, frame_index=0).float()
+    coords[:, 0] = coords[:, 0] * (1.0 / fps)
+    return coords
+
+
+@pytest.mark.parametrize("fps", [25.0, 24.0])
+def test_causal_positions_equal_the_condition_pipelines(fps: float) -> None:
+    from vtrain_ltxvideo.loss import causal_video_coords
+
+    grid = (4, 3, 5)
+    mine = causal_video_coords(2, grid, 1, 1, 8, 32, fps, torch.device("cpu"))
+    torch.testing.assert_close(mine, _causal_reference_coords(2, grid, fps))
+
+
+def test_causal_training_forward_equals_the_condition_pipeline_step(prepared: Any) -> None:
+    """With ltx_temporal_positions=causal (0.9.5+), training passes the video_coords that LTXConditionPipeline
+    passes at inference, and validation uses that pipeline."""
+    from diffusers import LTXConditionPipeline
+
+    from vtrain_ltxvideo.validation import build_pipeline
+
+    runner, bundle = prepared({"ltx_temporal_positions": "causal"})
+    assert bundle.meta["temporal_positions"] == "causal"
+    pipeline = build_pipeline(bundle, None)
+    assert isinstance(pipeline, LTXConditionPipeline)
+    calls = _record_calls(bundle.model)
+    with torch.no_grad():
+        pipeline(prompt=PROMPT, width=64, height=96, num_frames=17, num_inference_steps=2, guidance_scale=1.0,
+                 frame_rate=24, max_sequence_length=runner.config.tokenizer_max_length, output_type="latent",
+                 generator=torch.Generator().manual_seed(0))
+    infer = calls[0]
+    grid = (3, 3, 2)  # 17 frames, 96x64 pixels (this pipeline passes only video_coords for the geometry)
+    sigma = float(pipeline.scheduler.sigmas[0])
+    assert float(infer["timestep"].reshape(-1)[0]) == pytest.approx(sigma * 1000, rel=1e-5)
+    noise = unpack_latents(infer["hidden_states"].float(), *grid, 1, 1)
+    text = runner.hooks.encode_batch(bundle, {"captions": [PROMPT]}, runner.config)
+    batch = {"latents": torch.randn_like(noise), "noise": noise, "sigmas": torch.tensor([sigma]),
+             "is_i2v": torch.tensor([False]), "fps": torch.tensor([24.0]), "latents_std": torch.zeros_like(noise),
+             **text}
+    train = _train_call(runner, bundle, batch)
+    torch.testing.assert_close(train["hidden_states"], infer["hidden_states"])
+    torch.testing.assert_close(train["video_coords"], infer["video_coords"])
+    assert "rope_interpolation_scale" not in train
+    # and the positions differ from the scaled convention (the first latent frame keeps 0, later ones shift by 7/8)
+    assert not torch.allclose(train["video_coords"][:, 0], _causal_reference_coords(1, grid, 24.0)[:, 0] + 7 / 24)
+
+
+def test_auto_positions_follow_the_vae(prepared: Any) -> None:
+    """auto: 0.9.0/0.9.1 VAEs (conv downsampling) -> scaled; 0.9.5+ VAEs (spatial/temporal blocks) -> causal."""
+    from types import SimpleNamespace
+
+    from vtrain_ltxvideo.loading import temporal_positions
+
+    runner, bundle = prepared()
+    assert bundle.meta["temporal_positions"] == "scaled"  # the tiny VAE downsamples with conv
+    vae_095 = SimpleNamespace(config={"downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal")})
+    assert temporal_positions(runner.config, vae_095) == "causal"
+    assert temporal_positions(runner.config, SimpleNamespace(config={})) == "scaled"

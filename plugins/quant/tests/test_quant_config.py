@@ -61,16 +61,40 @@ def test_family_exclusions_keep_sensitive_layers_in_full_precision(tinyflow_conf
 def test_text_encoder_is_quantised_and_the_run_trains(ltx_quant_config: dict, quanto_ready: None) -> None:
     """A whole run on the tiny LTX-Video model through the data layer's encode path, with the transformer
     in int8 and the T5 encoder in int8: loss finite, adapter written, summary lines present."""
+    from vtrain import hookimpl
     from vtrain.runner import Runner
     from vtrain_ltxvideo.synthetic import SyntheticDataPlugin
 
+    seen: dict[str, Any] = {}
+
+    class Inspect:
+        """Looks at the text encoder the run really used, after it encoded the captions."""
+
+        name = "inspect"
+
+        @hookimpl
+        def on_run_end(self, run: Any) -> None:
+            encoder = run.bundle.components["text_encoder"]
+            leaves = {n.rsplit(".", 1)[-1]: type(m).__name__ for n, m in encoder.named_modules() if n}
+            seen["types"] = {leaf: kind for leaf, kind in leaves.items() if leaf in ("q", "k", "v", "o", "wi", "wi_0",
+                                                                                     "wi_1", "wo")}
+            seen["report"] = dict(run.bundle.meta["quantization"]["text_encoder"])
+            seen["kept"] = type(encoder.shared).__name__
+
     config = {**ltx_quant_config, "base_model_precision": "int8-quanto", "text_encoder_1_precision": "int8-quanto",
               "max_train_steps": 6, "learning_rate": 5e-3}
-    runner = Runner.from_config(config, plugins=[SyntheticDataPlugin(count=4, frames=9)])
+    runner = Runner.from_config(config, plugins=[SyntheticDataPlugin(count=4, frames=9), Inspect()])
     result = runner.run()
     losses = [json.loads(line)["loss"] for line in (Path(config["output_dir"]) / "metrics.jsonl").open()]
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
     assert (Path(config["output_dir"]) / "pytorch_lora_weights.safetensors") in result.model_paths
+    # the encoder's attention and feed-forward projections are quanto layers; the output projection of the
+    # feed-forward (wo, which T5 keeps in float32) and the embedding stay plain
+    assert seen["types"].pop("wo") == "Linear"
+    assert set(seen["types"].values()) == {"QLinear"} and {"q", "k", "v", "o"} <= set(seen["types"]), seen["types"]
+    assert seen["report"]["precision"] == "int8-quanto" and seen["report"]["layers"] > 0
+    assert seen["report"]["bytes_after"] < seen["report"]["bytes_before"]
+    assert seen["kept"] == "Embedding"
 
 
 @pytest.mark.parametrize("name", ["bnb-adamw8bit", "bnb-adamw8bit-paged", "bnb-lion8bit", "bnb-lion8bit-paged"])

@@ -286,7 +286,6 @@ def _pyav_chunks(path: Path, geometry: Geometry) -> Iterator[Any]:
                 pending = []
     if decoded < geometry.frames:
         raise MediaError(f"truncated: decoded {decoded} of the {geometry.frames} frames needed")
-    return out
 
 
 class NoAudio(MediaError):
@@ -310,7 +309,9 @@ def probe_audio(path: Path) -> MediaInfo:
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"unreadable audio: PyAV: {type(exc).__name__}: {exc}") from None
+        kind = _error_kind(exc)
+        what = "cannot read audio" if kind == "io" else "unreadable audio"
+        raise MediaError(f"{what}: PyAV: {type(exc).__name__}: {exc}", kind) from None
     if rate <= 0 or seconds <= 0:
         raise MediaError("no audio samples")
     return MediaInfo(0, 0, int(seconds * rate), float(rate), "pyav-audio")
@@ -359,7 +360,7 @@ def load_audio(path: Path, frames: int, fps: float, sample_rate: int, channels: 
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"PyAV audio: {type(exc).__name__}: {exc}") from None
+        raise MediaError(f"PyAV audio: {type(exc).__name__}: {exc}", _error_kind(exc)) from None
     data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), dtype=np.float32)
     data = data[:, skip:] if skip > 0 else np.pad(data, ((0, 0), (-skip, 0)))
     if data.shape[1] < wanted * 0.9:

@@ -71,11 +71,15 @@ def read_caption(path: Path, backend: MediaBackend) -> tuple[str | None, str | N
     if not caption_file.is_file():
         return None, f"missing caption: {caption_file.name} not found (caption_strategy textfile)"
     try:
-        text = caption_file.read_text(encoding="utf-8").strip()
+        text = caption_file.read_text(encoding="utf-8-sig").strip()
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"caption file {caption_file.name} is unreadable: {exc}"
     if not text:
         return None, f"caption file {caption_file.name} is empty"
+    from vtrain.options import MAX_TEXT_CHARS
+
+    if len(text) > MAX_TEXT_CHARS:  # megabytes of text abort inside the tokenizer, minutes into caching
+        return None, f"caption file {caption_file.name} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}"
     return " ".join(line.strip() for line in text.splitlines() if line.strip()), None
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtrain.builtin_options import MAX_BATCH, MAX_FRAMES, MAX_SIDE_PX
 from vtrain.errors import ConfigError, Problem
+from vtrain.options import CoercionError, coerce_value
 
 DATASET_TYPES = ("video", "image", "audio", "text_embeds")
 RESOLUTION_TYPES = ("pixel", "pixel_area", "area")
@@ -45,6 +47,15 @@ _VIDEO_KEYS: dict[str, str] = {
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac")
+# Bounds of dataset numbers (checked where the value is read, so each error names the key). Sizes far
+# beyond any machine are refused here instead of ending in an out-of-memory error after minutes.
+MAX_REPEATS = 100_000
+_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "repeats": (0, MAX_REPEATS), "write_batch_size": (1, 100_000), "vae_batch_size": (1, MAX_BATCH),
+    "aspect_bucket_rounding": (0, 6), "probability": (None, None), "caption_dropout_probability": (0, 1),
+    "num_frames": (1, MAX_FRAMES), "min_frames": (1, MAX_FRAMES), "max_frames": (1, MAX_FRAMES),
+    "frame_interval": (1, MAX_FRAMES), "audio_seconds": (None, 3600), "conditioning_downscale": (None, 64),
+}
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,7 @@ class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        self.invalid: set[str] = set()  # "where.key" of values that could not be read
 
     def add(self, where: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(f"{self.source}: {where}", message, fix))
@@ -148,61 +160,91 @@ class _Checker:
     def value(self, entry: dict[str, Any], key: str, kind: str, where: str) -> Any:
         raw = entry[key]
         try:
-            return _coerce(raw, kind)
-        except ValueError as exc:
+            return _coerce(raw, kind, key)
+        except CoercionError as exc:
             self.add(f"{where}.{key}", str(exc))
+            self.invalid.add(f"{where}.{key}")
             return None
 
+    def valid(self, where: str, *keys: str) -> bool:
+        """Whether none of ``keys`` was refused: a check that combines values runs only on real values,
+        never on the default that stands in for a refused one (that would be a second, false error)."""
+        return not any(f"{where}.{key}" in self.invalid for key in keys)
 
-def _coerce(raw: Any, kind: str) -> Any:
+
+def _coerce(raw: Any, kind: str, key: str = "") -> Any:
+    """Dataset values go through the options' coercion (:func:`vtrain.options.coerce_value`): a value
+    reads the same in a dataset as at the top level."""
     if raw is None:
         return None
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-            return raw.strip().lower() in ("true", "1", "yes")
-        raise ValueError(f"expected true or false, got {raw!r}")
-    if kind == "int":
-        if isinstance(raw, bool):
-            raise ValueError(f"expected an integer, got {raw!r}")
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected an integer, got {raw!r}") from None
-        if number != int(number):
-            raise ValueError(f"expected an integer, got {raw!r}")
-        return int(number)
-    if kind == "float":
-        if isinstance(raw, bool):
-            raise ValueError(f"expected a number, got {raw!r}")
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a number, got {raw!r}") from None
-    if kind in ("str", "path"):
-        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
-            raise ValueError(f"expected a string, got {raw!r}")
-        return str(raw)
+    low, high = _LIMITS.get(key, (None, None))
     if kind == "list":
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return [float(raw)]
-        if isinstance(raw, list):
-            try:
-                return [float(x) for x in raw]
-            except (TypeError, ValueError):
-                raise ValueError(f"expected a list of numbers, got {raw!r}") from None
-        raise ValueError(f"expected a list of numbers, got {raw!r}")
+        items = raw if isinstance(raw, list) else [raw] if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
+            else None
+        if items is None:
+            raise CoercionError(f"expected a list of numbers, got {raw!r}")
+        return [coerce_value(item, "float") for item in items]
     if kind == "dict":
         if not isinstance(raw, dict):
-            raise ValueError(f"expected a JSON object, got {raw!r}")
+            raise CoercionError(f"expected a JSON object, got {raw!r}")
         return raw
-    raise AssertionError(kind)
+    return coerce_value(raw, kind, minimum=low, maximum=high)
+
+
+#: SimpleTuner dataset keys accepted with no effect here, and why.
+SIMPLETUNER_DATASET_NO_EFFECT: dict[str, str] = {
+    "hash_filenames": "vtrain names cache files by content and settings",
+    "preserve_data_backend_cache": "caches are keyed by content and settings and reused when valid",
+    "skip_file_discovery": "new files are scanned, known ones reuse their cached metadata",
+    "metadata_update_interval": "a speed setting of SimpleTuner's metadata writer",
+    "text_cache_ondemand": "the text-embedding cache is always built before the first update",
+    "vae_cache_ondemand": "the latent cache is always built before the first update",
+    "text_encoder_batch_size": "a speed setting of the caching pass",
+    "delete_unwanted_images": "vtrain never deletes inputs that do not fit (they are skipped)",
+    "disable_multiline_split": "caption files are read whole",
+}
+#: SimpleTuner dataset keys vtrain refuses, and why.
+SIMPLETUNER_DATASET_REFUSED: dict[str, str] = {
+    "dataset_name": "a key of SimpleTuner's huggingface backend; vtrain reads local folders (\"type\": \"local\")",
+    "huggingface": "a key of SimpleTuner's huggingface backend; vtrain reads local folders (\"type\": \"local\")",
+    "aws_bucket_name": "a key of SimpleTuner's aws backend; vtrain reads local folders",
+    "parquet": "SimpleTuner's parquet caption source is not supported; use textfile captions",
+    "conditioning": "conditioning datasets (controlnet, edits) are not supported",
+    "conditioning_data": "conditioning datasets (controlnet, edits) are not supported",
+    "conditioning_type": "conditioning datasets (controlnet, edits) are not supported",
+    "caption_filter_list": "caption filtering is not supported; edit the captions",
+    "caption_shuffle": "caption shuffling is not supported",
+    "is_regularisation_data": "regularisation datasets are not supported",
+    "max_num_samples": "limit a dataset by the files in its folder",
+    "start_epoch": "per-epoch dataset scheduling is not supported",
+    "end_epoch": "per-epoch dataset scheduling is not supported",
+    "minimum_aspect_ratio": "aspect-ratio filtering is not supported",
+    "maximum_aspect_ratio": "aspect-ratio filtering is not supported",
+    "max_upscale_threshold": "inputs are resized to the bucket resolution",
+    "vae_cache_clear_each_epoch": "the latent cache is kept between epochs (latents are re-drawn per use, see vae_latent_sampling)",
+    "prepend_instance_prompt": "use caption_strategy instanceprompt or write the prefix into the captions",
+    "only_instance_prompt": "use caption_strategy instanceprompt",
+    "slider_strength": "slider training is not supported",
+    "source_dataset_id": "derived datasets are not supported",
+    "train_batch_size": "the batch size is the run's train_batch_size",
+    "image_embeds": "image embeddings are not used by this family",
+    "conditioning_image_embeds": "image embeddings are not used by this family",
+    "timestep_sampling_offset": "timestep sampling is set by the run's flow_* keys",
+    "delete_nsfw_images": "vtrain has no NSFW filter",
+}
 
 
 def _unknown_keys(check: _Checker, entry: dict[str, Any], known: dict[str, str], where: str) -> None:
+    import logging
+
     for key in entry:
-        if key not in known:
+        if key in SIMPLETUNER_DATASET_NO_EFFECT:
+            logging.getLogger("vtrain.data").warning("%s.%s: accepted, no effect in vtrain: %s", where, key,
+                                                     SIMPLETUNER_DATASET_NO_EFFECT[key])
+        elif key in SIMPLETUNER_DATASET_REFUSED:
+            check.add(f"{where}.{key}", f"SimpleTuner's dataset key {key} is not supported: "
+                      f"{SIMPLETUNER_DATASET_REFUSED[key]}", "remove the key (see docs/differences-from-simpletuner.md)")
+        elif key not in known:
             close = difflib.get_close_matches(key, list(known), n=2, cutoff=0.6)
             fix = f"did you mean {' or '.join(close)}?" if close else f"supported keys: {', '.join(sorted(known))}"
             check.add(f"{where}.{key}", "unknown key (not supported by this dataset type)", fix)
@@ -241,6 +283,10 @@ def parse_backends(value: Any, config: Any, base_dir: Path | None = None) -> Dat
         known = {**_COMMON_KEYS, **(_TEXT_KEYS if dataset_type == "text_embeds" else _MEDIA_KEYS)}
         _unknown_keys(check, entry, known, where)
         values = {k: check.value(entry, k, kind, where) for k, kind in known.items() if k in entry}
+        family = config["model_family"] if config is not None and "model_family" in config else None
+        for key, kind in known.items():  # SimpleTuner expands {model_family} in paths
+            if kind == "path" and isinstance(values.get(key), str) and family:
+                values[key] = values[key].replace("{model_family}", str(family))
         if values.get("disabled"):
             continue
         write_batch_size = values.get("write_batch_size") or 64
@@ -320,6 +366,12 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     resolution = _first_set(values.get("resolution"), _global(config, "resolution", None), default_resolution)
     if resolution is not None and resolution <= 0:
         check.add(f"{where}.resolution", "must be positive")
+    elif resolution is not None and resolution_type in RESOLUTION_TYPES:
+        limit = MAX_SIDE_PX**2 / 1e6 if resolution_type == "area" else MAX_SIDE_PX
+        if resolution > limit:
+            unit = "megapixels" if resolution_type == "area" else "pixels"
+            check.add(f"{where}.resolution", f"{resolution:g} {unit} is beyond any machine's memory; the limit for "
+                      f"resolution_type {resolution_type} is {limit:g}", "check for a typo (an extra digit)")
     crop_style = values.get("crop_style") or "center"
     if crop_style == "face":
         check.add(f"{where}.crop_style", "crop_style face needs a face detector, which vtrain does not ship",
@@ -330,7 +382,8 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     if crop_aspect not in CROP_ASPECTS:
         check.add(f"{where}.crop_aspect", f"unknown crop_aspect {crop_aspect!r}", f"use one of {', '.join(CROP_ASPECTS)}")
     buckets = tuple(values.get("crop_aspect_buckets") or ())
-    if crop_aspect in ("random", "closest") and values.get("crop") and not buckets:
+    if crop_aspect in ("random", "closest") and values.get("crop") and not buckets \
+            and check.valid(where, "crop_aspect_buckets", "crop_aspect"):
         check.add(f"{where}.crop_aspect_buckets", f"crop_aspect {crop_aspect} picks from crop_aspect_buckets, which is empty",
                   '"crop_aspect_buckets": [0.75, 1.0, 1.5]')
     if any(b <= 0 for b in buckets):
@@ -339,7 +392,8 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     if caption_strategy not in CAPTION_STRATEGIES:
         check.add(f"{where}.caption_strategy", f"caption_strategy {caption_strategy!r} is not supported",
                   f"use one of {', '.join(CAPTION_STRATEGIES)}")
-    if caption_strategy == "instanceprompt" and not values.get("instance_prompt"):
+    if caption_strategy == "instanceprompt" and not values.get("instance_prompt") \
+            and check.valid(where, "instance_prompt", "caption_strategy"):
         check.add(f"{where}.instance_prompt", "caption_strategy instanceprompt needs instance_prompt",
                   '"instance_prompt": "a photo of sks"')
     metadata_backend = values.get("metadata_backend") or "discovery"
@@ -361,6 +415,8 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     rounding = _global(config, "aspect_bucket_rounding", 2) if rounding is None else rounding
     for key in ("minimum_image_size", "maximum_image_size", "target_downsample_size"):
         value = values.get(key) if key in values else _global(config, key, None)
+        if key == "minimum_image_size" and value == 0:
+            value = None  # SimpleTuner's meaning: 0 is "no minimum"
         values[key] = value
         if value is not None and value <= 0:
             check.add(f"{where}.{key}", "must be positive")
@@ -421,16 +477,18 @@ def _video_section(check: _Checker, section: Any, where: str) -> VideoSection:
                   f"use one of {', '.join(BUCKET_STRATEGIES)}")
     if min_frames is not None and min_frames < 1:
         check.add(f"{where}.min_frames", "must be at least 1")
-    if min_frames is not None and strategy == "aspect_ratio" and min_frames < num_frames:
+    if min_frames is not None and strategy == "aspect_ratio" and min_frames < num_frames \
+            and check.valid(where, "num_frames", "bucket_strategy"):
         check.add(f"{where}.min_frames", f"min_frames {min_frames} is below num_frames {num_frames}: with bucket_strategy "
                   "aspect_ratio every clip is cut to num_frames, so shorter clips cannot be used",
                   "set min_frames >= num_frames, or use bucket_strategy resolution_frames for mixed lengths")
-    if max_frames is not None and min_frames is not None and max_frames < min_frames:
+    if max_frames is not None and min_frames is not None and max_frames < min_frames \
+            and check.valid(where, "min_frames", "max_frames"):
         check.add(f"{where}.max_frames", f"max_frames {max_frames} is below min_frames {min_frames}")
     interval = values.get("frame_interval")
     if interval is not None and interval < 1:
         check.add(f"{where}.frame_interval", "must be at least 1")
-    if interval is not None and strategy != "resolution_frames":
+    if interval is not None and strategy != "resolution_frames" and check.valid(where, "bucket_strategy"):
         check.add(f"{where}.frame_interval", f"has no effect with bucket_strategy {strategy}: it rounds frame counts "
                   "of resolution_frames buckets", 'remove it, or set "bucket_strategy": "resolution_frames"')
     return VideoSection(num_frames=num_frames, min_frames=min_frames, max_frames=max_frames,

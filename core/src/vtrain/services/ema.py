@@ -113,8 +113,8 @@ def add_options(registry: OptionsRegistry) -> None:
     """Declare the EMA keys."""
     cat = {"category": "ema"}
     registry.add("use_ema", "bool", False, "Keep an exponential moving average (EMA) of the trainable weights.", **cat)
-    registry.add("ema_decay", "float", 0.995, "EMA decay: ema = decay * ema + (1 - decay) * weights at each EMA update.",
-                 minimum=0, maximum=1, **cat)
+    registry.add("ema_decay", "float", 0.995, "EMA decay: ema = decay * ema + (1 - decay) * weights at each EMA update "
+                 "(below 1: at 1 the EMA would never move).", minimum=0, less_than=1, **cat)
     registry.add("ema_update_interval", "int", None, "Update the EMA every N optimizer updates (unset: every update).",
                  minimum=1, **cat)
     registry.add("ema_validation", "str", "none",

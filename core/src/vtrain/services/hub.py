@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vtrain.errors import VtrainError
 from vtrain.hookspecs import hookimpl
 from vtrain.services import _state
 
@@ -44,6 +45,7 @@ class Upload:
     cleanup: Path | None = None
     attempts: int = 0
     error: str | None = None
+    transient: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -88,12 +90,17 @@ class Uploader:
                     self._commit(job)
                     job.error = None
                     return
-                except Exception as exc:  # network, HTTP, auth: report and retry
+                except Exception as exc:  # any failure is reported; only a transient one is tried again
                     job.error = redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
                                             secrets=(token,) if token else ())
+                    job.transient = is_transient(exc)
+                    if not job.transient:
+                        break
                     if attempt < self.max_retries:
                         time.sleep(self.backoff * 2**attempt)
-            _say(f"warning: hub upload '{job.message}' to {self.repo_id} failed after {job.attempts} attempts: {job.error}")
+            why = (f"after {job.attempts} attempts" if job.transient else
+                   "(not retried: the error is not transient, so trying again cannot help)")
+            _say(f"warning: hub upload '{job.message}' to {self.repo_id} failed {why}: {job.error}")
         finally:
             if job.cleanup is not None:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
@@ -109,6 +116,30 @@ class Uploader:
             self._repo_ready = True
         operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in job.files.items()]
         api.create_commit(self.repo_id, operations=operations, commit_message=job.message, repo_type="model")
+
+
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether trying again may help: a dropped connection, a timeout, a 5xx, 408 or 429. Authentication
+    (401/403), a missing repository, a bad request or a bug in the caller fail the same way every time."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status is not None:
+        return int(status) in TRANSIENT_STATUS
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    for module, names in (("httpx", ("TransportError",)), ("requests", ("ConnectionError", "Timeout"))):
+        library = sys.modules.get(module)
+        if library is not None and isinstance(error, tuple(getattr(library, n) for n in names if hasattr(library, n))):
+            return True
+    return False
+
+
+class HubUploadError(VtrainError):
+    """The final upload failed: the run exits non-zero; the trained files are still on disk."""
+
+    exit_code = 4
 
 
 def _say(message: str) -> None:
@@ -219,6 +250,13 @@ def on_run_end(run: RunContext, result: Any) -> None:
     if final.error is None:
         _say(f"  hub           {run.config.hub_model_id}: {len(files)} files"
              + (f" ({len(failed)} earlier upload(s) failed)" if failed else ""))
+        return
+    kept = "\n".join(f"    {path}" for path in files)
+    raise HubUploadError(
+        f"the upload to the hub repository {run.config.hub_model_id} failed: {final.error}"
+        + (f" (after {final.attempts} attempts)" if final.transient else " (not retried: not a transient error)")
+        + f".\n  The trained files are kept on disk:\n{kept}\n"
+        f"  Upload them once the cause is fixed: hf upload {run.config.hub_model_id} {output_dir}")
 
 
 @hookimpl

@@ -23,6 +23,9 @@ from typing import Any
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 TYPES = ("discord", "raw")
 MAX_MEDIA_BYTES = 8 * 1024 * 1024
+# name, kind, default, minimum, maximum
+_NUMBERS = (("timeout", "float", 5.0, 0, 600), ("max_retries", "int", 3, 0, 20), ("queue_size", "int", 64, 1, 100_000),
+            ("progress_interval", "int", None, 1, None))
 _KNOWN_KEYS = {"webhook_type", "webhook_url", "callback_url", "log_level", "message_prefix", "headers", "timeout",
                "max_retries", "queue_size", "progress_interval", "send_media", "ssl_no_verify"}
 
@@ -80,7 +83,7 @@ def load_targets(value: Any) -> list[WebhookTarget]:
         if not path.is_file():
             raise WebhookConfigError(f"file not found: {value}")
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
+            value = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise WebhookConfigError(f"{value}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     items = value if isinstance(value, list) else [value]
@@ -104,27 +107,57 @@ def load_targets(value: Any) -> list[WebhookTarget]:
         headers = item.get("headers") or {}
         if not isinstance(headers, dict):
             raise WebhookConfigError(f"{where}: headers must be an object of name -> value")
+        from vtrain.options import CoercionError, coerce_value
+
+        numbers = {}
+        for name, number_kind, default, low, high in _NUMBERS:
+            try:
+                numbers[name] = coerce_value(item.get(name, default), number_kind, minimum=low, maximum=high)
+            except CoercionError as exc:
+                raise WebhookConfigError(f"{where}: {name} {exc}") from None
+        if numbers["timeout"] <= 0:
+            raise WebhookConfigError(f"{where}: timeout must be more than 0 seconds")
         try:
             target = WebhookTarget(
                 index=index, kind=kind, url=url, log_level=level, message_prefix=str(item.get("message_prefix") or ""),
-                headers={str(k): str(v) for k, v in headers.items()}, timeout=float(item.get("timeout", 5.0)),
-                max_retries=int(item.get("max_retries", 3)), queue_size=int(item.get("queue_size", 64)),
-                progress_interval=int(item["progress_interval"]) if item.get("progress_interval") else None,
-                send_media=bool(item.get("send_media", True)), ssl_no_verify=bool(item.get("ssl_no_verify", False)))
+                headers={str(k): str(v) for k, v in headers.items()}, timeout=numbers["timeout"],
+                max_retries=numbers["max_retries"], queue_size=numbers["queue_size"],
+                progress_interval=numbers["progress_interval"] or None,
+                send_media=coerce_value(item.get("send_media", True), "bool"),
+                ssl_no_verify=coerce_value(item.get("ssl_no_verify", False), "bool"))
         except (TypeError, ValueError) as exc:
             raise WebhookConfigError(f"{where}: {exc}") from None
-        if target.timeout <= 0 or target.max_retries < 0 or target.queue_size < 1:
-            raise WebhookConfigError(f"{where}: timeout must be > 0, max_retries >= 0 and queue_size >= 1")
         targets.append(target)
     return targets
 
 
 class DeliveryError(Exception):
-    """A delivery failed; ``retry`` says whether trying again may help. The message holds no secret."""
+    """A delivery failed; ``retry`` says whether trying again may help, ``permanent`` that no later event
+    can succeed either (the target is given up). The message holds no secret."""
 
-    def __init__(self, message: str, retry: bool) -> None:
+    def __init__(self, message: str, retry: bool, permanent: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
+        self.permanent = permanent
+
+
+class _RedirectRefused(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _refuse_redirects() -> Any:
+    import urllib.request
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        """Following a redirect would send the headers (an Authorization token) to wherever the receiver
+        points, and urllib turns the POST into a GET without its body: never follow one."""
+
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+            raise _RedirectRefused(code)
+
+    return NoRedirects()
 
 
 def deliver(target: WebhookTarget, event: Event) -> None:
@@ -147,9 +180,17 @@ def deliver(target: WebhookTarget, event: Event) -> None:
                                      headers={"Content-Type": content_type, "User-Agent": "vtrain-webhook",
                                               **target.headers})
     context = ssl._create_unverified_context() if target.ssl_no_verify else None
+    handlers = [_refuse_redirects()]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     try:
-        with urllib.request.urlopen(request, timeout=target.timeout, context=context) as response:
+        with opener.open(request, timeout=target.timeout) as response:
             response.read()
+    except _RedirectRefused as exc:
+        raise DeliveryError(f"the receiver answered HTTP {exc.code}, a redirect; webhooks never follow redirects "
+                            "(the headers would go to another address), so this target is given up; set webhook_url "
+                            "to the final address", retry=False, permanent=True) from None
     except urllib.error.HTTPError as exc:
         raise DeliveryError(f"HTTP {exc.code}", retry=exc.code >= 500 or exc.code == 429) from None
     except (urllib.error.URLError, OSError) as exc:

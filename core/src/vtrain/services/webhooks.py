@@ -54,6 +54,7 @@ class Sender:
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
+        self.given_up = False  # a permanent failure (a redirect): later events are not tried
         self.abandoned = threading.Event()  # set when close() gives up: the worker stops at once
         self.thread = threading.Thread(target=self._work, name=f"vtrain-{target}", daemon=True)
         self.thread.start()
@@ -103,6 +104,9 @@ class Sender:
     def _deliver_with_retries(self, event: Event) -> None:
         from vtrain.services.redact import redact_text
 
+        if self.given_up:
+            self.failed += 1
+            return
         for attempt in range(self.target.max_retries + 1):
             if self.abandoned.is_set():
                 return
@@ -113,6 +117,11 @@ class Sender:
             except DeliveryError as exc:
                 reason = redact_text(str(exc), self.target.secrets)
                 if self.abandoned.is_set():
+                    return
+                if exc.permanent:
+                    self.failed += 1
+                    self.given_up = True
+                    _warn(f"{self.target}: failed target: {reason}; training goes on without it")
                     return
                 if not exc.retry or attempt == self.target.max_retries:
                     self.failed += 1

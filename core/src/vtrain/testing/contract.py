@@ -97,7 +97,8 @@ class FamilyContract:
         assert drawn["noise"].shape == batch["latents"].shape
         given = loss(drawn)
         assert torch.equal(own.loss, given.loss)
-        x_t = noisy_latents(batch["latents"].float(), drawn["noise"], drawn["sigmas"])
+        x0 = drawn.get("latents", batch["latents"]).float()  # a family may draw the clean latents too
+        x_t = noisy_latents(x0, drawn["noise"], drawn["sigmas"])
         assert torch.equal(loss({**drawn, "noisy_latents": x_t}).loss, own.loss)
         assert torch.equal(loss({**drawn, "loss_weight": torch.ones_like(x_t)}).loss, own.loss)
         assert own.prediction is not None and own.prediction.shape == batch["latents"].shape

@@ -14,11 +14,12 @@ FAMILIES = ("tinyflow",)
 @hookimpl
 def add_options(registry: Any) -> None:
     common = {"families": FAMILIES, "category": "tinyflow test family"}
-    registry.add("tinyflow_num_samples", "int", 32, "Synthetic samples in the tinyflow dataset.", minimum=1, **common)
-    registry.add("tinyflow_width", "int", 32, "Hidden width of the tinyflow model.", minimum=4, **common)
-    registry.add("tinyflow_depth", "int", 2, "Blocks in the tinyflow model.", minimum=1, **common)
+    registry.add("tinyflow_num_samples", "int", 32, "Synthetic samples in the tinyflow dataset.", minimum=1,
+                 maximum=1_000_000, **common)
+    registry.add("tinyflow_width", "int", 32, "Hidden width of the tinyflow model.", minimum=4, maximum=8192, **common)
+    registry.add("tinyflow_depth", "int", 2, "Blocks in the tinyflow model.", minimum=1, maximum=256, **common)
     registry.add("tinyflow_classes", "int", 4, "Classes (the stand-in for prompts) in the tinyflow data.", minimum=1,
-                 **common)
+                 maximum=100_000, **common)
 
 
 @hookimpl

@@ -83,9 +83,10 @@ class TinyFlowFamily:
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
         import torch
 
+        from vtrain.family import base_dtype_name
         from vtrain.testing.tinyflow_model import TinyFlowModel
 
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[base_dtype_name(config)]
         if config.pretrained_model_name_or_path:
             model = TinyFlowModel.from_pretrained(config.pretrained_model_name_or_path)
         else:

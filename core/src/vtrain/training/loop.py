@@ -22,7 +22,9 @@ from vtrain.data.base import collate, group_by_bucket, plan_epoch
 from vtrain.errors import TrainingError
 from vtrain.family import TrainState
 from vtrain.run import RunResult
+from vtrain.services.optimizers import set_optimizer_mode
 from vtrain.training.prompts import collect_prompts
+from vtrain.training.stopping import CHEAP_CHECKPOINT_BYTES, RunStopped, StopSignals
 
 if TYPE_CHECKING:
     from vtrain.run import RunContext
@@ -55,13 +57,17 @@ class TrainingLoop:
         self._postfix_at = 0.0
         self._samples_per_update = (self.config.train_batch_size * self.config.gradient_accumulation_steps
                                     * self.acc.num_processes)
+        self.stop = StopSignals(self._where)
+        self.state: TrainState | None = None
 
     # -- the run -----------------------------------------------------------------------------
 
     def train(self) -> RunResult:
+        self.stop.install()
         try:
             return self._train()
         finally:
+            self.stop.restore()
             if self.metrics_file is not None and not self.metrics_file.closed:
                 self.metrics_file.close()  # also when the run stops on an error: keep what was logged
 
@@ -74,6 +80,8 @@ class TrainingLoop:
         state, resumed_from = self._start_or_resume()
         state.shift_for = lambda shape: hooks.schedule_shift(config, tuple(shape))
         self.run.state = state
+        self.state = state
+        set_optimizer_mode(self.optimizer, "train")  # schedule-free optimizers train on their y weights
         hooks.on_train_begin(self.run, state.step)
         if acc.is_main_process:
             metrics = self.run.output_dir / "metrics.jsonl"
@@ -90,6 +98,7 @@ class TrainingLoop:
         accumulated: dict[str, float] = {}
         micro_batches = 0
         step_started = time.perf_counter()
+        update_start = (state.epoch, state.batch_in_epoch)
         while state.step < self.total_steps and (self.max_epochs is None or state.epoch < self.max_epochs):
             plan = plan_epoch(self.buckets, config.train_batch_size, config.seed, state.epoch,
                               acc.process_index, acc.num_processes)
@@ -102,6 +111,10 @@ class TrainingLoop:
                     accumulated[name] = accumulated.get(name, 0.0) + value
                 micro_batches += 1
                 if not acc.sync_gradients:
+                    if self._stop_now(at_update_end=False):  # abandon the half-accumulated update
+                        self.optimizer.zero_grad(set_to_none=True)
+                        state.epoch, state.batch_in_epoch = update_start
+                        break
                     continue
                 grad_norm = self._clip_and_step()
                 state.step += 1
@@ -121,23 +134,34 @@ class TrainingLoop:
                         and state.step < self.total_steps and self.prompts:
                     self._validate(state.step)
                 step_started = time.perf_counter()
-                if state.step >= self.total_steps:
+                update_start = (state.epoch, state.batch_in_epoch)
+                if state.step >= self.total_steps or self._stop_now(at_update_end=True):
                     break
             else:
                 state.epoch += 1
                 state.batch_in_epoch = 0
+                update_start = (state.epoch, state.batch_in_epoch)
+                if self._stop_now(at_update_end=True):
+                    break
                 continue
             break
         if progress is not None:
             progress.close()
+        if self.stop.requested is not None:
+            self._stop_cleanly(state)
 
         if self.prompts:
             self._validate(state.step)
         if config.checkpoint_step_interval and not (self.run.output_dir / f"checkpoint-{state.step}").exists():
             self._checkpoint(state)
         model_paths: list[Path] = []
+        set_optimizer_mode(self.optimizer, "eval")  # a schedule-free optimizer's averaged weights are the result
         if acc.is_main_process:
-            model_paths = hooks.save_model(self.bundle, config, self.run.output_dir)
+            try:
+                model_paths = hooks.save_model(self.bundle, config, self.run.output_dir)
+            except Exception as error:
+                self._raise_if_out_of_space(error, "the final model", self._trainable_bytes())
+                raise
         acc.wait_for_everyone()
         if self.metrics_file is not None:
             self.metrics_file.close()
@@ -187,7 +211,8 @@ class TrainingLoop:
         if workers > 0:
             from torch.utils.data import DataLoader
 
-            yield from DataLoader(dataset, batch_sampler=batches[start:], collate_fn=collate, num_workers=workers)
+            yield from DataLoader(dataset, batch_sampler=batches[start:], collate_fn=collate, num_workers=workers,
+                                  worker_init_fn=_ignore_interrupts)
             return
         for indices in batches[start:]:
             yield collate([dataset[i] for i in indices])
@@ -242,18 +267,107 @@ class TrainingLoop:
     def _checkpoint(self, state: TrainState) -> None:
         position = LoopPosition(step=state.step, epoch=state.epoch, batch_in_epoch=state.batch_in_epoch,
                                 world_size=self.acc.num_processes, seed=self.config.seed)
-        path = self.checkpoints.save(position, self.trainables, self.optimizer, self.lr_scheduler, self.run.statefuls)
+        try:
+            path = self.checkpoints.save(position, self.trainables, self.optimizer, self.lr_scheduler,
+                                         self.run.statefuls)
+        except Exception as error:
+            self._raise_if_out_of_space(error, f"checkpoint-{state.step}", self._checkpoint_bytes())
+            raise
         if self.metrics_file is not None:
             self.metrics_file.flush()
         self.run.hooks.on_checkpoint(self.run, state.step, path)
 
+    # -- stopping on a signal, and a full disk ---------------------------------------------------
+
+    def _stop_now(self, at_update_end: bool) -> bool:
+        """Whether to stop here. With several processes every rank must stop at the same update, so the
+        flag is shared (at update ends only: a rank never abandons an update the others finish)."""
+        if self.acc.num_processes == 1:
+            return self.stop.requested is not None
+        if not at_update_end:
+            return False
+        import torch
+
+        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.acc.device)
+        stop = bool(self.acc.reduce(flag, reduction="sum").item() > 0)
+        if stop and self.stop.requested is None:
+            self.stop.requested = "SIGTERM"  # another rank was told; this one follows
+        return stop
+
+    def _stop_cleanly(self, state: TrainState) -> None:
+        """Save what is due or cheap, then end the run with :class:`RunStopped` naming where it stopped."""
+        config = self.config
+        size = self._trainable_bytes()
+        existing = self.run.output_dir / f"checkpoint-{state.step}"
+        if state.step == 0:
+            saved = "no update had finished, so there is nothing to save"
+        elif existing.is_dir() and any(step == state.step for step, _ in list_checkpoints(self.run.output_dir)):
+            saved = f"{existing.name} was just written"
+        elif config.checkpoint_step_interval or size <= CHEAP_CHECKPOINT_BYTES:
+            why = (f"due: checkpoints are on (every {config.checkpoint_step_interval} updates)"
+                   if config.checkpoint_step_interval else
+                   f"cheap: {_mib(size)} of trainable weights")
+            self._checkpoint(state)
+            saved = f"wrote checkpoint-{state.step} ({why})"
+        else:
+            saved = (f"no checkpoint written: checkpoint_step_interval is 0 and the trainable weights are "
+                     f"{_mib(size)} (more than {_mib(CHEAP_CHECKPOINT_BYTES)})")
+        if self.metrics_file is not None:
+            self.metrics_file.flush()
+        self.acc.wait_for_everyone()
+        raise RunStopped(f"{self.stop.requested} at update {state.step} of {self.total_steps} "
+                         f"(epoch {state.epoch}); {saved}\n{self._where()}", self.stop.requested or "SIGTERM")
+
+    def _where(self) -> str:
+        step = self.state.step if self.state is not None else 0
+        checkpoints = list_checkpoints(self.run.output_dir)
+        last = f"{checkpoints[-1][1]} (update {checkpoints[-1][0]})" if checkpoints else "none"
+        resume = (f"  resume with:      {self.run.resume_command}" if checkpoints else
+                  "  resume:           no checkpoint to resume from; run the same command again to start over")
+        return f"  update reached:   {step}\n  last checkpoint:  {last}\n{resume}"
+
+    def _trainable_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.params)
+
+    def _checkpoint_bytes(self) -> int:
+        """What a checkpoint takes: the last one's size, or the weights plus Adam's two moments."""
+        checkpoints = list_checkpoints(self.run.output_dir)
+        if checkpoints:
+            from vtrain.disk import folder_bytes
+
+            return folder_bytes(checkpoints[-1][1])
+        return 3 * self._trainable_bytes()
+
+    def _raise_if_out_of_space(self, error: BaseException, what: str, needed: int) -> None:
+        import shutil
+
+        from vtrain.disk import free_bytes, human, is_out_of_space
+
+        leftovers = list(self.run.output_dir.glob(".checkpoint-*.tmp-*"))
+        # torch.save reports a full disk as "basic_ios::clear: iostream error": read the disk itself too
+        if not is_out_of_space(error) and free_bytes(self.run.output_dir) >= needed:
+            return
+        for leftover in leftovers:  # free what the failed write took
+            shutil.rmtree(leftover, ignore_errors=True)
+        checkpoints = list_checkpoints(self.run.output_dir)
+        last = f"{checkpoints[-1][1]} (update {checkpoints[-1][0]}), intact" if checkpoints else "none"
+        resume = f"; resume with: {self.run.resume_command}" if checkpoints else ""
+        raise TrainingError(
+            f"no space left on the device of {self.run.output_dir} while writing {what}: it needs about "
+            f"{human(needed)} and {human(free_bytes(self.run.output_dir))} is free. Last good checkpoint: {last}. "
+            f"Free some space (or lower checkpoints_total_limit, or choose another output_dir){resume}") from None
+
     def _validate(self, step: int) -> None:
         acc = self.acc
         artifacts = []
-        if acc.is_main_process:
-            artifacts = self.run.hooks.validate(self.bundle, self.config, step, self.prompts)
-            self.validation_paths.extend(a.path for a in artifacts)
-            self.run.hooks.on_validation(self.run, step, artifacts)
+        set_optimizer_mode(self.optimizer, "eval")
+        try:
+            if acc.is_main_process:
+                artifacts = self.run.hooks.validate(self.bundle, self.config, step, self.prompts)
+                self.validation_paths.extend(a.path for a in artifacts)
+                self.run.hooks.on_validation(self.run, step, artifacts)
+        finally:
+            set_optimizer_mode(self.optimizer, "train")
         acc.wait_for_everyone()
 
     def _log(self, step: int, logs: dict[str, float], progress: Any) -> None:
@@ -277,6 +391,17 @@ class TrainingLoop:
     def _say(self, message: str) -> None:
         if self.acc.is_main_process:
             print(message, flush=True)
+
+
+def _ignore_interrupts(_worker: int) -> None:
+    """Data workers leave Ctrl-C to the main process, which stops the run cleanly."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def _drop_metrics_after(path: Path, step: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +31,9 @@ def collect_prompts(config: ResolvedConfig) -> dict[str, str]:
     if config.validation_prompt:
         prompts["validation"] = config.validation_prompt
     if config.user_prompt_library:
-        library = json.loads(Path(config.user_prompt_library).read_text(encoding="utf-8"))
+        from vtrain.config import read_json_file
+
+        library = read_json_file(Path(config.user_prompt_library), what="user_prompt_library")  # a BOM is fine
         for nickname, prompt in library.items():
             prompts[safe_nickname(nickname)] = prompt
     if config.validation_prompt_library:

@@ -16,6 +16,15 @@ def _count(n: int) -> str:
     return str(n)
 
 
+def _origin(config: object, *keys: str) -> str:
+    """`` [family default (x)]`` when one of ``keys`` got a family's recommended value."""
+    for key in keys:
+        source = config.source(key)  # type: ignore[attr-defined]
+        if source.startswith("family default"):
+            return f" [{source}]"
+    return ""
+
+
 def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra: list[str]) -> None:
     config, acc, bundle = run.config, run.accelerator, run.bundle
     assert bundle is not None
@@ -39,9 +48,16 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
     if config.lr_warmup_steps > length.total_steps:
         lines.append(f"  note          lr_warmup_steps ({config.lr_warmup_steps}) exceeds the run length: "
                      "the learning rate never finishes warming up")
+    lines.append(f"  base dtype    {config.base_model_default_dtype} [{config.source('base_model_default_dtype')}]")
     clip = "off" if config.max_grad_norm == 0 else f"{config.grad_clip_method} at {config.max_grad_norm:g}"
-    lines.append(f"  clipping      {clip}")
+    lines.append(f"  clipping      {clip}{_origin(config, 'grad_clip_method', 'max_grad_norm')}")
+    shift = ("resolution-dependent (auto)" if config.flow_schedule_auto_shift
+             else f"{config.flow_schedule_shift:g}" if config.flow_schedule_shift is not None else "none")
+    lines.append(f"  timesteps     {config.flow_sigma_sampling}, shift {shift}"
+                 f"{_origin(config, 'flow_schedule_shift', 'flow_schedule_auto_shift')}")
     lines.append(f"  shift         {shift_in_use(run)}")
+    for notice in getattr(config, "notices", []):
+        lines.append(f"  note          {notice}")
     for line in run.dataset.describe() if hasattr(run.dataset, "describe") else []:
         lines.append(f"  data          {line}")
     for line in extra:
@@ -49,7 +65,9 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
     checkpoints = (f"every {config.checkpoint_step_interval} updates" if config.checkpoint_step_interval
                    else "at the end")
     lines.append(f"  output        {run.output_dir} (checkpoints {checkpoints})")
-    print("\n".join(lines), flush=True)
+    from vtrain.services.redact import redact_text
+
+    print(redact_text("\n".join(lines)), flush=True)  # plugin lines may quote a setting: never a secret
 
 
 def shift_in_use(run: RunContext) -> str:

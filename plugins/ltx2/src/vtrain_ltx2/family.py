@@ -43,10 +43,10 @@ class LTX2Family:
     # -- loading -------------------------------------------------------------------------------
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
-        from vtrain.family import ModelBundle
+        from vtrain.family import ModelBundle, base_dtype_name
         from vtrain_ltx2 import loading
 
-        dtype = loading.torch_dtype(config.base_model_default_dtype)
+        dtype = loading.torch_dtype(base_dtype_name(config))
         transformer = loading.load_transformer(config, dtype)
         vae = loading.load_vae(config, dtype)
         audio_vae = loading.load_audio_vae(config, dtype)

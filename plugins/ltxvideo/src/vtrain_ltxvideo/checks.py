@@ -63,6 +63,11 @@ def check_config(config: ResolvedConfig, problems: ProblemCollector) -> None:
                 problems.add("validation_resolution",
                              f"{size}: LTX-Video needs width and height that are multiples of {SPATIAL_ALIGNMENT}",
                              f"use e.g. {max(32, width // 32 * 32)}x{max(32, height // 32 * 32)}")
+    if config.ltx_partial_noise_fraction not in (0.0, 0.05):
+        problems.add("ltx_partial_noise_fraction",
+                     f"{config.ltx_partial_noise_fraction:g}: vtrain conditions the first frame clean at timestep 0 "
+                     "(LTX-Video-Trainer's and the image-to-video pipeline's convention), not partially noised",
+                     "remove the key (or use 0 or SimpleTuner's default 0.05, both read as a clean frame)")
     frames = config.validation_num_video_frames
     if frames is not None and not is_valid_frame_count(frames):
         problems.add("validation_num_video_frames", f"{frames} frames: LTX-Video needs 8k+1 frames (1, 9, 17, ... 121)",

@@ -62,8 +62,10 @@ def check_pixels(pixels: torch.Tensor) -> torch.Tensor:
     return pixels
 
 
-def encode_pixels(bundle: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
-    """(B, F, C, H, W) in [0, 1] -> normalised latents (B, C, 1 + (F-1)/8, H/32, W/32)."""
+def encode_posterior(bundle: ModelBundle, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, F, C, H, W) in [0, 1] -> the VAE posterior in normalised latent units: (mean, std), each
+    (B, C, 1 + (F-1)/8, H/32, W/32). Normalisation is affine, so mean + std * eps normalised equals
+    the normalised ``latent_dist.sample()`` with the same eps."""
     import torch
 
     vae = bundle.components["vae"]
@@ -72,8 +74,15 @@ def encode_pixels(bundle: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
     pixels = check_pixels(pixels)
     video = pixels.to(device=device, dtype=vae.dtype).permute(0, 2, 1, 3, 4) * 2.0 - 1.0
     with torch.no_grad():
-        latents = vae.encode(video).latent_dist.mode()
-    return normalise_latents(latents.float(), vae)
+        posterior = vae.encode(video).latent_dist
+    mean = normalise_latents(posterior.mean.float(), vae)
+    scale = (vae.config.scaling_factor / vae.latents_std.view(1, -1, 1, 1, 1)).to(mean.device, mean.dtype)
+    return mean, posterior.std.float() * scale
+
+
+def encode_pixels(bundle: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, F, C, H, W) in [0, 1] -> normalised latents (the posterior's mode) (B, C, 1 + (F-1)/8, H/32, W/32)."""
+    return encode_posterior(bundle, pixels)[0]
 
 
 def encode_captions(bundle: ModelBundle, captions: list[str], max_length: int) -> dict[str, torch.Tensor]:

@@ -8,8 +8,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtrain.family import FamilyTraits
-from vtrain_ltxvideo.options import FAMILY
+from vtrain.family import FamilyDefault, FamilyTraits
+from vtrain_ltxvideo.options import FAMILY, RECOMMENDED_DEFAULTS
 
 if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
@@ -47,19 +47,21 @@ class LTXVideoFamily:
         self._settings_cache: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[int, int]]] = {}
 
     @staticmethod
-    def _traits(latent_channels: int) -> FamilyTraits:
+    def _traits(latent_channels: int, i2v_default: bool = True) -> FamilyTraits:
+        defaults = tuple(FamilyDefault(unless_set=keys, values=values, reason=reason)
+                         for keys, values, reason in RECOMMENDED_DEFAULTS)
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
-                            i2v_default=True, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
-                            unmasked_attention=UNMASKED_ATTENTION)
+                            i2v_default=i2v_default, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
+                            unmasked_attention=UNMASKED_ATTENTION, recommended_defaults=defaults)
 
     # -- loading -------------------------------------------------------------------------------
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
-        from vtrain.family import ModelBundle
+        from vtrain.family import ModelBundle, base_dtype_name
         from vtrain_ltxvideo import loading
 
-        dtype = loading.torch_dtype(config.base_model_default_dtype)
+        dtype = loading.torch_dtype(base_dtype_name(config))
         transformer = loading.load_transformer(config, dtype)
         vae = loading.load_vae(config, dtype)
         tokenizer, text_encoder = loading.load_text_encoder(config, dtype)
@@ -68,7 +70,10 @@ class LTXVideoFamily:
             module.requires_grad_(False)
         vae.eval()
         text_encoder.eval()
-        self.traits = self._traits(int(vae.config.latent_channels))
+        self.traits = self._traits(int(vae.config.latent_channels), i2v_default=config.ltx_train_mode == "i2v")
+        for switch, enable in (("vae_enable_slicing", vae.enable_slicing), ("vae_enable_tiling", vae.enable_tiling)):
+            if config[switch]:
+                enable()
         meta = {
             "dtype": str(dtype),
             "compute_dtype": dtype,
@@ -79,6 +84,8 @@ class LTXVideoFamily:
             "latent_channels": int(vae.config.latent_channels),
             "scaling_factor": float(vae.config.scaling_factor),
             "source": config.pretrained_model_name_or_path,
+            "temporal_positions": loading.temporal_positions(config, vae),
+            "cache_identity": {"vae": "posterior mean+std"},  # caches from before latents_std are rebuilt
         }
         return ModelBundle(family=FAMILY, model=transformer, noise_scheduler=scheduler, meta=meta,
                            components={"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer})
@@ -92,12 +99,12 @@ class LTXVideoFamily:
 
     def encode_batch(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> dict[str, Any]:
         """``pixels`` -> ``latents`` (B, C, F', H', W'); ``captions`` -> ``prompt_embeds``, ``prompt_attention_mask``."""
-        from vtrain_ltxvideo.encoding import encode_captions, encode_pixels
+        from vtrain_ltxvideo.encoding import encode_captions, encode_posterior
 
         out: dict[str, Any] = {}
         pixels = batch.get("pixels")
-        if pixels is not None:
-            out["latents"] = encode_pixels(bundle, pixels)
+        if pixels is not None:  # both are cached; vae_latent_sampling decides at training time
+            out["latents"], out["latents_std"] = encode_posterior(bundle, pixels)
         captions = batch.get("captions")
         if captions is not None:
             out.update(encode_captions(bundle, list(captions), config.tokenizer_max_length))

@@ -110,3 +110,23 @@ def transformer_patch_sizes(config: ResolvedConfig) -> tuple[int, int]:
         source, subfolder = config.pretrained_model_name_or_path, "transformer"
     settings = LTXVideoTransformer3DModel.load_config(source, subfolder=subfolder)
     return int(settings.get("patch_size", 1)), int(settings.get("patch_size_t", 1))
+
+
+def temporal_positions(config: ResolvedConfig, vae: Any) -> str:
+    """``causal`` or ``scaled``: the temporal RoPE convention the checkpoint was trained with.
+
+    ``auto`` reads the VAE: the 0.9.5 and later VAEs downsample with separate spatial/temporal
+    blocks (``downsample_type`` other than ``conv``), 0.9.0/0.9.1 with ``conv`` only, and from 0.9.5
+    on the reference inference (LTXConditionPipeline, the original code, ComfyUI) uses causal positions.
+    """
+    if config.ltx_temporal_positions != "auto":
+        return str(config.ltx_temporal_positions)
+    kinds = vae.config.get("downsample_type", "conv")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    return "causal" if any(kind != "conv" for kind in kinds) else "scaled"
+
+
+def is_distilled(config: ResolvedConfig) -> bool:
+    """Whether the base is a distilled checkpoint (0.9.7/0.9.8 distilled), by its name: it samples at guidance 1."""
+    names = (config.pretrained_model_name_or_path, config.pretrained_transformer_model_name_or_path)
+    return any(name and "distilled" in str(name).lower() for name in names)

@@ -42,6 +42,23 @@ def torch_float() -> Any:
     return torch.float32
 
 
+def training_latents(batch: dict[str, Any], config: ResolvedConfig) -> torch.Tensor:
+    """The clean latents x0: the posterior mean (``mode``), or with ``sample`` a fresh draw
+    mean + std * eps from the torch RNG (restored on resume, so resumes stay bit-exact)."""
+    import torch
+
+    mean = batch["latents"].float()
+    std = batch.get("latents_std")
+    if config.vae_latent_sampling != "sample" or std is None:
+        return mean
+    return mean + std.to(mean.device, mean.dtype) * torch.randn_like(mean)
+
+
+def i2v_probability(config: ResolvedConfig) -> float:
+    """The chance an i2v-dataset sample conditions its first frame: 1 with ``ltx_protect_first_frame``."""
+    return 1.0 if config.ltx_protect_first_frame else float(config.i2v_conditioning_probability)
+
+
 def i2v_mask(batch: dict[str, Any], x0: torch.Tensor, probability: float) -> torch.Tensor:
     """(B,) bool: which samples keep their first latent frame clean this step.
 
@@ -72,8 +89,26 @@ def draw_inputs(batch: dict[str, Any], x0: torch.Tensor, config: ResolvedConfig,
     if batch.get("i2v_mask") is not None:
         conditioned = batch["i2v_mask"].to(x0.device).bool().reshape(x0.shape[0])
     else:
-        conditioned = i2v_mask(batch, x0, config.i2v_conditioning_probability)
+        conditioned = i2v_mask(batch, x0, i2v_probability(config))
     return sigmas, noise, conditioned
+
+
+def causal_video_coords(batch_size: int, grid: tuple[int, int, int], patch: int, patch_t: int, temporal: int,
+                        spatial: int, fps: float, device: Any) -> torch.Tensor:
+    """(B, 3, tokens) pixel-space positions of the token grid, the 0.9.5+ convention.
+
+    Each token's frame position is its first pixel frame under the causal VAE (latent frame k covers
+    pixel frames 8k-7 .. 8k, the first latent frame pixel frame 0), in seconds; height and width are
+    pixel offsets. Token order is that of :func:`pack_latents`.
+    """
+    import torch
+
+    frames, height, width = grid
+    f, h, w = torch.meshgrid(torch.arange(frames, device=device) * patch_t, torch.arange(height, device=device) * patch,
+                             torch.arange(width, device=device) * patch, indexing="ij")
+    first_pixel_frame = (f * temporal + 1 - temporal).clamp(min=0).float()
+    coords = torch.stack([first_pixel_frame / fps, (h * spatial).float(), (w * spatial).float()]).flatten(1)
+    return coords.unsqueeze(0).expand(batch_size, -1, -1)
 
 
 def condition_frame_mask(conditioned: torch.Tensor, x0: torch.Tensor) -> torch.Tensor | None:
@@ -102,15 +137,23 @@ def transformer_velocity(bundle: ModelBundle, model: Any, batch: dict[str, Any],
         timestep = timestep[:, None] * (1 - token_mask)  # per-token timesteps, 0 for the clean frame
     frames, height, width = x0.shape[2] // patch_t, x0.shape[3] // patch, x0.shape[4] // patch
     dtype = bundle.meta.get("compute_dtype") or next(bundle.model.parameters()).dtype
+    positions: dict[str, Any]
+    if bundle.meta.get("temporal_positions") == "causal":
+        positions = {"video_coords": causal_video_coords(x0.shape[0], (frames, height, width), patch, patch_t,
+                                                         bundle.meta["temporal_compression"],
+                                                         bundle.meta["spatial_compression"], fps, x0.device)}
+    else:
+        positions = {"rope_interpolation_scale": (bundle.meta["temporal_compression"] / fps,
+                                                  bundle.meta["spatial_compression"],
+                                                  bundle.meta["spatial_compression"])}
     prediction = model(
         hidden_states=pack_latents(x_t, patch, patch_t).to(dtype),
         encoder_hidden_states=batch["prompt_embeds"].to(dtype),
         timestep=timestep,
         encoder_attention_mask=batch["prompt_attention_mask"],
         num_frames=frames, height=height, width=width,
-        rope_interpolation_scale=(bundle.meta["temporal_compression"] / fps, bundle.meta["spatial_compression"],
-                                  bundle.meta["spatial_compression"]),
         return_dict=False,
+        **positions,
     )[0].float()
     return prediction, token_mask
 
@@ -133,7 +176,7 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
     from vtrain.flow_matching import noisy_latents
 
     patch, patch_t = bundle.meta["patch_size"], bundle.meta["patch_size_t"]
-    x0 = batch["latents"].float()
+    x0 = training_latents(batch, config)
     sigmas, noise, conditioned = draw_inputs(batch, x0, config, state, shift_fallback)
     if batch.get("noisy_latents") is not None:
         x_t = batch["noisy_latents"].to(x0.device, x0.dtype)

@@ -22,6 +22,24 @@ OPTION_KEYS = (
     "lora_target",
     "i2v_conditioning_probability",
     "validation_image",
+    "ltx_train_mode",
+    "ltx_protect_first_frame",
+    "ltx_partial_noise_fraction",
+    "ltx_temporal_positions",
+    "validation_decode_timestep",
+    "validation_decode_noise_scale",
+    "vae_latent_sampling",
+    "vae_enable_slicing",
+    "vae_enable_tiling",
+)
+
+#: The reference trainers' defaults (LTX-Video-Trainer, finetrainers), applied when a config sets none of the keys.
+RECOMMENDED_DEFAULTS = (
+    ("flow_schedule_shift", "flow_schedule_auto_shift"), {"flow_schedule_auto_shift": True},
+    "LTX-Video-Trainer's resolution-dependent shifted logit-normal timesteps",
+), (
+    ("grad_clip_method", "max_grad_norm"), {"grad_clip_method": "norm", "max_grad_norm": 1.0},
+    "LTX-Video-Trainer and finetrainers clip the global gradient norm at 1.0",
 )
 
 
@@ -41,10 +59,42 @@ def declare_options(registry: Any) -> None:
     registry.add("lora_target", "str", "attention",
                  "Which layers get LoRA: attention (self/cross q,k,v,out), attention+ffn (plus the feed-forward), "
                  "all (plus the input/output/caption/timestep projections).", choices=tuple(LORA_TARGETS), **own)
-    registry.add("i2v_conditioning_probability", "float", 1.0,
+    registry.add("i2v_conditioning_probability", "float", 0.1,
                  "For samples of an is_i2v dataset, the probability that the first latent frame is given clean as "
-                 "the condition (and left out of the loss); the rest train as text-to-video.",
+                 "the condition (and left out of the loss); the rest train as text-to-video. 0.1 as in "
+                 "LTX-Video-Trainer and SimpleTuner (ltx_i2v_prob).",
+                 minimum=0, maximum=1, aliases=("ltx_i2v_prob",), **own)
+    registry.add("ltx_train_mode", "str", "i2v",
+                 "SimpleTuner's key: whether video datasets that do not set video.is_i2v are image-to-video "
+                 "datasets (i2v: their samples condition the first frame with i2v_conditioning_probability) "
+                 "or text-to-video (t2v).", choices=("i2v", "t2v"), **own)
+    registry.add("ltx_protect_first_frame", "bool", False,
+                 "Condition the first latent frame of every i2v-dataset sample (probability 1), as SimpleTuner's "
+                 "key does; false: i2v_conditioning_probability decides.", **own)
+    registry.add("ltx_partial_noise_fraction", "float", 0.05,
+                 "SimpleTuner's partial noising of the conditioned first frame. vtrain conditions with a clean frame "
+                 "at timestep 0 (LTX-Video-Trainer's and the i2v pipeline's convention), so only SimpleTuner's "
+                 "default 0.05 or 0 (clean) is accepted.", minimum=0, maximum=1, **own)
+    registry.add("ltx_temporal_positions", "str", "auto",
+                 "Temporal RoPE positions: causal (0.9.5 and later, LTXConditionPipeline, ComfyUI: latent frame "
+                 "positions shifted by the causal first frame and divided by the frame rate), scaled (0.9.0/0.9.1, "
+                 "LTXPipeline: rope_interpolation_scale only), or auto (read from the checkpoint).",
+                 choices=("auto", "causal", "scaled"), **own)
+    registry.add("validation_decode_timestep", "float", 0.05,
+                 "decode_timestep for VAEs with timestep_conditioning (0.9.1 and later), diffusers' recommendation.",
                  minimum=0, maximum=1, **own)
+    registry.add("validation_decode_noise_scale", "float", 0.025,
+                 "decode_noise_scale for VAEs with timestep_conditioning, diffusers' recommendation.",
+                 minimum=0, maximum=1, **own)
+    registry.add("vae_latent_sampling", "str", "sample",
+                 "sample: cache the VAE posterior's mean and std and draw a fresh latent each time a sample is "
+                 "used (finetrainers, the VAE's latent_dist.sample()); mode: always the posterior mean.",
+                 choices=("sample", "mode"), **own)
+    registry.add("vae_enable_slicing", "bool", False,
+                 "Encode/decode one sample at a time in the VAE (diffusers' enable_slicing): less memory.", **own)
+    registry.add("vae_enable_tiling", "bool", False,
+                 "Encode/decode in overlapping spatial tiles (diffusers' enable_tiling): much less memory for "
+                 "large frames; tile seams may differ slightly from a full decode.", **own)
     registry.add("validation_image", "path", None,
                  "Conditioning image for image-to-video validation; unset: the first frame of a training clip "
                  "when i2v training is on, otherwise text-to-video validation.", **own)

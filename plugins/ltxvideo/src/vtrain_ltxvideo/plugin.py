@@ -59,3 +59,13 @@ def on_run_start(run: Any) -> None:
     from vtrain_ltxvideo.validation import remember_reference
 
     remember_reference(run.bundle, run.dataset)
+
+
+@hookimpl
+def describe_run(run: Any) -> list[str] | None:
+    """Start-up summary lines: the image-to-video share, the temporal positions, the latent sampling."""
+    if run.family.name != "ltxvideo" or run.bundle is None:
+        return None
+    from vtrain_ltxvideo.summary import describe
+
+    return describe(run)

@@ -73,10 +73,11 @@ class EncodedClipDataset:
         samples = []
         for spec in clip_specs(count):
             pixels = render_clip(spec, frames, height, width).unsqueeze(0)
-            latents = encode({"pixels": pixels})["latents"][0]
+            encoded = encode({"pixels": pixels})
             text = encode({"captions": [spec.caption]})
-            sample = {"latents": latents.cpu(), "prompt_embeds": text["prompt_embeds"][0].cpu(),
-                      "prompt_attention_mask": text["prompt_attention_mask"][0].cpu()}
+            sample = {name: value[0].cpu() for name, value in encoded.items()}  # latents (+ latents_std)
+            sample.update(prompt_embeds=text["prompt_embeds"][0].cpu(),
+                          prompt_attention_mask=text["prompt_attention_mask"][0].cpu())
             if is_i2v is not None:
                 sample["is_i2v"] = torch.tensor(bool(is_i2v))
             samples.append(sample)

@@ -42,6 +42,12 @@ def remember_reference(bundle: ModelBundle, dataset: Any) -> None:
             return
 
 
+def mostly_text_to_video(config: ResolvedConfig) -> bool:
+    """Whether most i2v-dataset samples train as text-to-video (probability below 0.5, and the first
+    frame not always protected): validation then renders text-to-video, the LoRA's main use."""
+    return not config.ltx_protect_first_frame and config.i2v_conditioning_probability < 0.5
+
+
 def conditioning_image(bundle: ModelBundle, config: ResolvedConfig) -> Any | None:
     """The i2v validation image: the configured file, else the first frame of the first i2v training
     sample (its first latent frame decoded by the VAE), else None (text-to-video)."""
@@ -52,7 +58,7 @@ def conditioning_image(bundle: ModelBundle, config: ResolvedConfig) -> Any | Non
     if config.validation_image:
         return Image.open(config.validation_image).convert("RGB")
     latent = bundle.meta.get(REFERENCE_LATENT)
-    if latent is None or config.i2v_conditioning_probability <= 0:
+    if latent is None or mostly_text_to_video(config):
         return None
     frame = decode_latents(bundle, latent[None].to(module_device(bundle.model)))[0, 0]  # (3, H, W) in [0, 1]
     array = (frame.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
@@ -60,18 +66,47 @@ def conditioning_image(bundle: ModelBundle, config: ResolvedConfig) -> Any | Non
 
 
 def build_pipeline(bundle: ModelBundle, image: Any | None) -> Any:
-    from diffusers import FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline, LTXPipeline
+    """The pipeline that uses the positions training used: LTXConditionPipeline (causal, 0.9.5+),
+    else LTXImageToVideoPipeline / LTXPipeline."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXImageToVideoPipeline,
+        LTXPipeline,
+    )
 
     parts = bundle.components
     device = module_device(bundle.model)
     parts["vae"].to(device)
     parts["text_encoder"].to(device)
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config)
-    cls = LTXImageToVideoPipeline if image is not None else LTXPipeline
+    if bundle.meta.get("temporal_positions") == "causal":
+        cls = LTXConditionPipeline
+        # it samples its own linear-quadratic sigma schedule and passes no mu (as with 0.9.5+ scheduler configs)
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(bundle.noise_scheduler.config, use_dynamic_shifting=False)
+    else:
+        cls = LTXImageToVideoPipeline if image is not None else LTXPipeline
     pipeline = cls(scheduler=scheduler, vae=parts["vae"], text_encoder=parts["text_encoder"],
                    tokenizer=parts["tokenizer"], transformer=bundle.model)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def decode_arguments(bundle: ModelBundle, config: ResolvedConfig) -> dict[str, Any]:
+    """decode_timestep / decode_noise_scale for VAEs with timestep conditioning (0.9.1+); none otherwise."""
+    if not bundle.components["vae"].config.get("timestep_conditioning", False):
+        return {}
+    return {"decode_timestep": config.validation_decode_timestep,
+            "decode_noise_scale": config.validation_decode_noise_scale}
+
+
+def guidance_scale(config: ResolvedConfig) -> float:
+    """validation_guidance, except 1.0 for distilled bases when the config does not set it."""
+    from vtrain_ltxvideo.loading import is_distilled
+
+    if is_distilled(config) and not config.explicitly_set("validation_guidance"):
+        return 1.0
+    return float(config.validation_guidance)
 
 
 def render_videos(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapping[str, str],
@@ -100,13 +135,14 @@ def render_videos(bundle: ModelBundle, config: ResolvedConfig, step: int, prompt
                 width, height = parse_resolution(size)
                 generator = torch.Generator(device=device).manual_seed(config.validation_seed)
                 kwargs: dict[str, Any] = {"image": image} if image is not None else {}
+                kwargs.update(decode_arguments(bundle, config))
                 kwargs.update(preview_callback(bundle, f"{nickname}-{width}x{height}{suffix}", frames, height, width,
                                                config.validation_num_inference_steps))
                 with torch.no_grad():
                     video = pipeline(prompt=prompt, negative_prompt=config.validation_negative_prompt or None,
                                      width=width, height=height, num_frames=frames, frame_rate=fps,
                                      num_inference_steps=config.validation_num_inference_steps,
-                                     guidance_scale=config.validation_guidance, generator=generator,
+                                     guidance_scale=guidance_scale(config), generator=generator,
                                      max_sequence_length=config.tokenizer_max_length, output_type="np",
                                      **kwargs).frames[0]
                 path = folder / f"{nickname}-{width}x{height}{suffix}.mp4"

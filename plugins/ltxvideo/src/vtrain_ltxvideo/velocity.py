@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vtrain_ltxvideo.loss import condition_frame_mask, draw_inputs, transformer_velocity, unpack_like
+from vtrain_ltxvideo.loss import (
+    condition_frame_mask,
+    draw_inputs,
+    training_latents,
+    transformer_velocity,
+    unpack_like,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -20,10 +26,15 @@ if TYPE_CHECKING:
 
 def draw_flow_inputs(bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig, state: TrainState,
                      shift_fallback: Any) -> dict[str, Any]:
-    """``sigmas``, ``noise`` and ``i2v_mask`` (which samples keep their first latent frame clean)."""
-    x0 = batch["latents"].float()
+    """``sigmas``, ``noise`` and ``i2v_mask`` (which samples keep their first latent frame clean); with
+    ``vae_latent_sampling=sample`` also the drawn ``latents`` (and ``latents_std`` None, so the loss uses
+    them as they are), drawn first as the loss draws them."""
+    x0 = training_latents(batch, config)
     sigmas, noise, conditioned = draw_inputs(batch, x0, config, state, shift_fallback)
-    return {"sigmas": sigmas, "noise": noise, "i2v_mask": conditioned}
+    inputs: dict[str, Any] = {"sigmas": sigmas, "noise": noise, "i2v_mask": conditioned}
+    if config.vae_latent_sampling == "sample" and batch.get("latents_std") is not None:
+        inputs.update(latents=x0, latents_std=None)
+    return inputs
 
 
 def fixed_condition_mask(batch: dict[str, Any]) -> torch.Tensor | None:

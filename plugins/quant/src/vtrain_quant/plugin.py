@@ -10,6 +10,7 @@ as ordinary LoRA/LyCORIS files that load on the unquantised model.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +55,11 @@ def add_options(registry: OptionsRegistry) -> None:
 
 @hookimpl
 def register_optimizers(register: Callable[..., None]) -> None:
-    """``bnb-adamw8bit``, ``bnb-adamw8bit-paged``, ``bnb-lion8bit``, ``bnb-lion8bit-paged``."""
+    """SimpleTuner's ``bnb-*`` (bitsandbytes) and ``ao-*`` (torchao) optimizer names."""
     from vtrain_quant.optimizers import TABLE, make_factory
 
     for name, entry in TABLE.items():
-        register(name, make_factory(name), help=entry[3])
+        register(name, make_factory(name), help=entry[5])
 
 
 @hookimpl
@@ -179,19 +180,27 @@ def _quantize_one(module: Any, precision: str, exclusions: tuple[str, ...], conf
                   target: str = "model") -> dict[str, Any]:
     import torch
 
+    from vtrain.family import base_dtype_name
     from vtrain_quant.quantize import quantize_module, quantized_bytes
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.base_model_default_dtype]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[base_dtype_name(config)]
     home = _device_of(module)
     device = quantize_device(config, home, is_denoiser=target == "model")
     before = quantized_bytes(module)
     module.to(device)
-    names = quantize_module(module, precision, exclusions, dtype)
+    skipped: dict[str, str] = {}
+    names = quantize_module(module, precision, exclusions, dtype, skipped)
     module.to(home)
     after = quantized_bytes(module)
     log.info("quantised %d Linear layers to %s (%.1f MiB -> %.1f MiB)", len(names), precision,
              before / 2**20, after / 2**20)
-    return {"precision": precision, "layers": len(names), "bytes_before": before, "bytes_after": after}
+    if skipped:
+        first = next(iter(skipped.items()))
+        print(f"note: {precision}: {len(skipped)} Linear layer(s) kept in full precision because the backend cannot "
+              f"quantise them ({first[0]}: {first[1]}" + (f"; and {len(skipped) - 1} more" if len(skipped) > 1 else "")
+              + ")", file=sys.stderr, flush=True)
+    return {"precision": precision, "layers": len(names), "skipped": len(skipped), "bytes_before": before,
+            "bytes_after": after}
 
 
 def _device_of(module: Any) -> Any:
@@ -208,6 +217,7 @@ _notice_once = NoticeOnce(log)
 @hookimpl
 def describe_run(run: RunContext) -> list[str] | None:
     report = (run.bundle.meta.get(REPORT_META) if run.bundle is not None else None) or {}
-    return [f"quantised {target}: {r['precision']}, {r['layers']} Linear layers, "
-            f"{r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB"
+    return [f"quantised {target}: {r['precision']}, {r['layers']} Linear layers"
+            + (f" ({r['skipped']} skipped: the backend cannot quantise them)" if r.get("skipped") else "")
+            + f", {r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB"
             for target, r in report.items()] or None

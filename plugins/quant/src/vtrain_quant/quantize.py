@@ -44,10 +44,50 @@ def quantizable_linears(module: torch.nn.Module, exclusions: Iterable[str]) -> l
     return names
 
 
+# bitsandbytes quantises the flattened weight in blocks of this many values (its default for 4-bit)
+BNB_BLOCKSIZE = 64
+# bitsandbytes' CPU kernels repack 4-bit weights in groups of 32 output rows (and pairs of inputs)
+BNB_CPU_ROWS = 32
+FLOAT8_MULTIPLE = 16  # torch._scaled_mm needs both matrix sides a multiple of 16
+
+
+def unsupported_reason(precision: str, in_features: int, out_features: int) -> str | None:
+    """Why the backend of ``precision`` cannot quantise a Linear of this shape (``None`` when it can).
+
+    Each backend's rule comes from where its kernels fail: bitsandbytes on weights that do not fill
+    whole blocks (``shape '[32, 0]'``) and, on the CPU, on rows not grouped by 32; float8 matrix
+    multiplies on sides that are not multiples of 16.
+    """
+    library = PRECISIONS[precision].library
+    if library == "bnb":
+        if (in_features * out_features) % BNB_BLOCKSIZE:
+            return f"its {out_features}x{in_features} weight does not fill whole {BNB_BLOCKSIZE}-value blocks"
+        if out_features % BNB_CPU_ROWS or in_features % 2:
+            return f"bitsandbytes needs out_features a multiple of {BNB_CPU_ROWS} and an even in_features " \
+                   f"(it has {out_features} and {in_features})"
+    if precision == "fp8dq-torchao" and (in_features % FLOAT8_MULTIPLE or out_features % FLOAT8_MULTIPLE):
+        return f"float8 matrix multiplies need both sides a multiple of {FLOAT8_MULTIPLE} " \
+               f"(it is {out_features}x{in_features})"
+    if precision == "int4-quanto" and in_features < 2:
+        return "int4 packs two values per byte along the input side"
+    return None
+
+
 def quantize_module(module: torch.nn.Module, precision: str, exclusions: Iterable[str],
-                    compute_dtype: torch.dtype) -> list[str]:
-    """Quantise ``module``'s eligible Linear layers to ``precision`` in place; return their names."""
-    names = quantizable_linears(module, exclusions)
+                    compute_dtype: torch.dtype, skipped: dict[str, str] | None = None) -> list[str]:
+    """Quantise ``module``'s eligible Linear layers to ``precision`` in place; return their names.
+
+    Layers the backend cannot quantise (see :func:`unsupported_reason`) keep full precision; their
+    names and reasons go into ``skipped``.
+    """
+    names = []
+    for name in quantizable_linears(module, exclusions):
+        layer = module.get_submodule(name)
+        reason = unsupported_reason(precision, layer.in_features, layer.out_features)
+        if reason is None:
+            names.append(name)
+        elif skipped is not None:
+            skipped[name] = reason
     if not names:
         return names
     library = PRECISIONS[precision].library
