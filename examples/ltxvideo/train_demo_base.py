@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent
 BASE_COLOURS = ("red", "green")
 FRAMES = 9
 TEXT_LENGTH = 32
+SETTINGS: dict[str, Any] = {"size": 32}  # frame size in pixels (--size)
 VAE_CONFIG: dict[str, Any] = dict(
     in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(16, 32, 32, 32),
     decoder_block_out_channels=(16, 32, 32, 32), layers_per_block=(1, 1, 1, 1, 1),
@@ -74,10 +75,11 @@ def train_vae(steps: int, batch_size: int, seed: int, start: Any = None, noise: 
     vae = AutoencoderKLLTXVideo(**VAE_CONFIG) if start is None else start.train()
     optimizer = torch.optim.AdamW(vae.parameters(), 1e-3, weight_decay=0.0)
     data = torch.Generator().manual_seed(seed + 1)
-    held_out = to_model_range(random_square_clips(torch.Generator().manual_seed(12345), 12, tuple(SQUARE_COLOURS))[0])
+    held_out = to_model_range(random_square_clips(torch.Generator().manual_seed(12345), 12, tuple(SQUARE_COLOURS), FRAMES,
+                                                   SETTINGS['size'])[0])
     started = time.perf_counter()
     for step in range(1, steps + 1):
-        video = to_model_range(random_square_clips(data, batch_size, tuple(SQUARE_COLOURS), FRAMES)[0])
+        video = to_model_range(random_square_clips(data, batch_size, tuple(SQUARE_COLOURS), FRAMES, SETTINGS['size'])[0])
         posterior = vae.encode(video).latent_dist
         # a deterministic autoencoder with a little latent noise (sampling the posterior collapsed it;
         # at 32x32 noise 0.05 was as large as the latents and the decoder learnt to ignore them)
@@ -98,7 +100,7 @@ def train_vae(steps: int, batch_size: int, seed: int, start: Any = None, noise: 
     vae.eval()
     with torch.no_grad():  # latent statistics for the pipeline's normalisation
         stats = torch.Generator().manual_seed(seed + 2)
-        latents = torch.cat([vae.encode(to_model_range(random_square_clips(stats, 16, tuple(SQUARE_COLOURS))[0]))
+        latents = torch.cat([vae.encode(to_model_range(random_square_clips(stats, 16, tuple(SQUARE_COLOURS), FRAMES, SETTINGS['size'])[0]))
                              .latent_dist.mode() for _ in range(4)])
         vae.latents_mean.copy_(latents.mean((0, 2, 3, 4)))
         vae.latents_std.copy_(latents.std((0, 2, 3, 4)))
@@ -115,7 +117,7 @@ def encode_pool(pipeline: Any, count: int, seed: int) -> tuple[Any, list[str]]:
     latents, captions = [], []
     with torch.no_grad():
         for _ in range(count // 32):
-            pixels, names = random_square_clips(generator, 32, BASE_COLOURS, FRAMES)
+            pixels, names = random_square_clips(generator, 32, BASE_COLOURS, FRAMES, SETTINGS['size'])
             raw = vae.encode(to_model_range(pixels)).latent_dist.mode()
             latents.append(pipeline._normalize_latents(raw, vae.latents_mean, vae.latents_std, vae.config.scaling_factor))
             captions += names
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "demo-base", help="pipeline folder to write")
     parser.add_argument("--vae-steps", type=int, default=1100)
     parser.add_argument("--vae-batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=32, help="frame size in pixels (the demo uses 32)")
     parser.add_argument("--vae-noise", type=float, default=0.01, help="latent noise while training the VAE")
     parser.add_argument("--vae-temporal-4x", action="store_true",
                         help="4x temporal and 8x spatial compression instead of 8x and 16x (an easier code to learn)")
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from vtrain_ltxvideo.tiny import ltx_scheduler, tiny_text_components
 
     torch.set_num_threads(args.threads)
+    SETTINGS["size"] = args.size
     started = time.perf_counter()
     if args.vae_temporal_4x:
         VAE_CONFIG.update(spatio_temporal_scaling=(True, True, False, False),
