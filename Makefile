@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements-dev.txt core/pyproject.toml plugins/*/pyproject.toml tests/plugins/*/pyproject.toml
+$(STAMP): requirements-dev.txt core/pyproject.toml plugins/*/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -r requirements-dev.txt
-	$(PIP) install -q --no-deps -e core -e plugins/ltxvideo -e plugins/ltx2 -e plugins/crepa -e plugins/rollout -e plugins/offload -e plugins/quant
-	$(PIP) install -q --no-deps ./tests/plugins/vtrain-example-plugin
+	$(PIP) install -q --no-deps -e core -e plugins/ltxvideo -e plugins/ltx2 -e plugins/crepa -e plugins/rollout -e plugins/offload -e plugins/quant -e plugins/serve
+	@# test-only plugins are never installed (tests load them through fixtures); drop one an older install left
+	-$(PIP) uninstall -q -y vtrain-example-plugin 2>/dev/null
 	touch $(STAMP)
 
 demo: install
@@ -35,6 +36,7 @@ bench: install
 docs: install
 	$(VENV)/bin/vtrain options --markdown -p no:example > docs/options.md
 	$(PY) -m vtrain.docgen hooks > docs/hooks.md
+	$(PY) -m vtrain.docgen run-objects > docs/run-objects.md
 
 clean:
 	rm -rf $(VENV) output demo

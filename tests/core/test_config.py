@@ -177,10 +177,11 @@ def test_cli_config_show_traces_sources(tmp_path: Path) -> None:
     assert shown["lora_rank"]["source"] == "default"
 
 
-def test_options_reference_page_is_current() -> None:
+def test_options_reference_page_is_current(monkeypatch: pytest.MonkeyPatch) -> None:
     from vtrain.docgen import options_markdown
     from vtrain.runner import load_plugins
 
+    monkeypatch.delenv("VTRAIN_PLUGINS", raising=False)  # the page documents a user's install: no test plugins
     _host, registry, _f, _o = load_plugins(blocked=["example"])
     page = Path(__file__).parents[2] / "docs" / "options.md"
     assert page.read_text() == options_markdown(registry), "docs/options.md is stale: run `make docs`"

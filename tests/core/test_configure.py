@@ -72,20 +72,24 @@ def test_guard_rails_warn_refuse_and_reask(tmp_path: Path) -> None:
     target = tmp_path / "c.json"
     code, text, prompts = run_scripted(
         ["--family", "tinyflow", "--output", str(target)],
-        {"max_train_steps": ["10"], "learning_rate": ["0.01", "2e-4"], "lr_warmup_steps": ["50"],
+        {"max_train_steps": ["10"], "learning_rate": ["0.01"], "lr_warmup_steps": ["50", "60"],
          "mixed_precision": ["fp16", "no"], "gradient_checkpointing": [""],
-         # learning rate 0.01: declined (asked again); warm-up 50 > 10: kept; checkpointing off: kept
-         "keep": ["n", "y", "y"]})
+         # learning rate 0.01: declined, so the recommended 1e-4 is used; warm-up 50 > 10: "n" asks again,
+         # 60 > 10: Enter keeps it; checkpointing off: kept with "y"
+         "keep": ["n", "n", "", "y"]})
     assert code == 0, text
     assert "warning: learning_rate 0.01 is above 0.001" in text
+    assert "  learning_rate = 0.0001" in text
     assert "warning: lr_warmup_steps (50) is larger than max_train_steps (10)" in text
     assert "refused: fp16 mixed precision needs a CUDA device" in text
     assert "warning: gradient checkpointing is off" in text
-    assert sum(p.strip().startswith("learning_rate") for p in prompts) == 2
+    assert sum(p.strip().startswith("learning_rate") for p in prompts) == 1
+    assert sum(p.strip().startswith("lr_warmup_steps") for p in prompts) == 2
     assert sum(p.strip().startswith("mixed_precision") for p in prompts) == 2
+    assert "  keep this value? (no: use the recommended 0.0001) [y/N]: " in prompts
+    assert "  keep this value? (no: answer again) [Y/n]: " in prompts
     data = json.loads(target.read_text())
-    assert data == {"model_family": "tinyflow", "max_train_steps": 10, "learning_rate": 2e-4,
-                    "lr_warmup_steps": 50, "mixed_precision": "no"}
+    assert data == {"model_family": "tinyflow", "max_train_steps": 10, "lr_warmup_steps": 60, "mixed_precision": "no"}
 
 
 def test_fp16_accepted_where_cuda_exists_and_full_skips_lora_rank(tmp_path: Path) -> None:

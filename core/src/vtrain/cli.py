@@ -17,7 +17,8 @@ A plugin-based trainer for diffusion models.
 
 commands:
   run       train:  vtrain run --family ltxvideo --config config.json [--key value ...]
-  config    check a configuration:  vtrain config validate FILE | vtrain config show [--config FILE]
+  config    check a configuration:  vtrain config validate FILE [--key value ...]
+                                    vtrain config show [--config FILE] [--key value ...]
   configure step-by-step set-up that writes config.json:  vtrain configure [--output config/config.json]
   plugins   list the loaded plugins, their versions, hooks and options
   options   print the options reference (--markdown for docs/options.md)
@@ -25,7 +26,8 @@ commands:
 plugin options (every command):
   -p MODULE          load a plugin module;  -p no:NAME  blocks the plugin NAME
   --plugin-file F    load a single-file plugin
-  VTRAIN_DISABLE_PLUGIN_AUTOLOAD=1 turns off entry-point discovery.
+  VTRAIN_DISABLE_PLUGIN_AUTOLOAD=1 turns off entry-point discovery;
+  VTRAIN_PLUGINS=mod1,mod2 loads modules as -p does (autoload or not).
 
 Plugins may add commands (for example `vtrain ltxvideo make-tiny DIR`); `vtrain plugins` lists them.
 """
@@ -60,8 +62,16 @@ def cmd_run(argv: list[str]) -> int:
                                      "flags overrides that key of the config file.")
     parser.add_argument("--family", help="the model family (sets model_family)")
     parser.add_argument("--config", help="config.json (SimpleTuner style)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show what other libraries print while they are imported (VTRAIN_VERBOSE=1)")
     _plugin_args(parser)
     args, extra = parser.parse_known_args(argv)
+    if args.verbose:
+        import os
+
+        from vtrain.quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
     runner = _runner_from_args(args, extra)
     from vtrain.training.stopping import resume_command
 
@@ -73,11 +83,18 @@ def cmd_run(argv: list[str]) -> int:
 def cmd_config(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vtrain config")
     sub = parser.add_subparsers(dest="action", required=True)
-    validate = sub.add_parser("validate", help="check a config file and report every problem")
+    overrides_note = ("Any --key value after the known flags overrides that key of the file, as for vtrain run "
+                      "(e.g. --learning_rate 2e-4); values print as `unset` where a key has no value.")
+    validate = sub.add_parser("validate", help="check a config file and report every problem",
+                              usage="vtrain config validate FILE [--family NAME] [-p MODULE] [--key value ...]",
+                              description="Resolve FILE as vtrain run would and report every problem at once.",
+                              epilog=overrides_note)
     validate.add_argument("file")
     validate.add_argument("--family")
     _plugin_args(validate)
-    show = sub.add_parser("show", help="print the resolved config and where each value came from")
+    show = sub.add_parser("show", help="print the resolved config and where each value came from",
+                          usage="vtrain config show [--config FILE] [--family NAME] [--json] [--key value ...]",
+                          epilog=overrides_note + " --json prints JSON, where an unset value is null.")
     show.add_argument("--config")
     show.add_argument("--family")
     show.add_argument("--json", action="store_true")
@@ -100,7 +117,8 @@ def cmd_config(argv: list[str]) -> int:
         return 0
     width = max(len(k) for k in config)
     for key, value in shown.items():
-        print(f"{key:<{width}}  {json.dumps(value)}  [{config.source(key)}]")
+        text = "unset" if value is None else json.dumps(value)
+        print(f"{key:<{width}}  {text}  [{config.source(key)}]")
     for notice in config.notices:
         print(f"note: {notice}")
     return 0
@@ -156,13 +174,7 @@ def cmd_options(argv: list[str]) -> int:
 
 
 def _plugin_commands(hooks: Any) -> dict[str, tuple[Any, str]]:
-    commands: dict[str, tuple[Any, str]] = {}
-
-    def register(name: str, run: Any, help: str = "") -> None:
-        commands[name] = (run, help)
-
-    hooks._hook.register_commands(register=register)
-    return commands
+    return hooks.register_commands()
 
 
 def _run_plugin_command(name: str, argv: list[str]) -> int:

@@ -33,6 +33,7 @@ from vtrain.errors import ConfigError, Problem
 from vtrain.options import CoercionError, Option, OptionsRegistry
 
 DEFAULT_OUTPUT = "config/config.json"
+_ASK_AGAIN = object()  # a guard rail sends the question back
 
 
 class ConfigureAborted(Exception):
@@ -60,9 +61,10 @@ class Console:
             self.say(answer)
         return answer
 
-    def confirm(self, question: str) -> bool:
-        """A y/N question; anything but yes means no."""
-        return self.ask(f"{question} [y/N]: ").lower() in ("y", "yes")
+    def confirm(self, question: str, default: bool = False) -> bool:
+        """A yes/no question; Enter gives ``default`` ([y/N] or [Y/n])."""
+        answer = self.ask(f"{question} {'[Y/n]' if default else '[y/N]'}: ").lower()
+        return default if not answer else answer in ("y", "yes")
 
 
 @dataclass
@@ -101,13 +103,10 @@ class Session:
 
     def _ask_family(self) -> str:
         option = self.option("model_family")
-        default = self.families[0] if len(self.families) == 1 else None
+        default = self.families[0]  # sorted; Enter takes it, so the default path never stops here
         self.console.say(describe(option))
         while True:
             raw = self.console.ask(f"  model_family [{show_value(default)}]: ")
-            if not raw and default is None:
-                self.console.say(f"  a family is required: choose one of {', '.join(self.families)}")
-                continue
             try:
                 return str(option.coerce(raw or default))
             except CoercionError as exc:
@@ -127,22 +126,34 @@ class Session:
                     continue
             else:
                 value = default
-            if self._passes_guard_rails(key, value, answers):
-                return value
+            checked = self._apply_guard_rails(key, value, answers)
+            if checked is not _ASK_AGAIN:
+                return checked
 
-    def _passes_guard_rails(self, key: str, value: Any, answers: Mapping[str, Any]) -> bool:
+    def _apply_guard_rails(self, key: str, value: Any, answers: Mapping[str, Any]) -> Any:
+        """The value to keep for ``key``, or ``_ASK_AGAIN``.
+
+        A refusal asks again. A warning with a recommended value asks "keep this value? [y/N]" and
+        Enter takes the recommendation; a warning without one asks "[Y/n]" and Enter keeps the value.
+        So pressing Enter at every prompt always moves on (a guard rail never traps the default path).
+        """
         for rail in check_answer(key, value, answers, self.cuda):
             if rail.refuse:
                 self.console.say(f"  refused: {rail.reason}")
-                return False
+                return _ASK_AGAIN
             self.console.say(f"  warning: {rail.reason}")
-            if not self.console.confirm("  keep this value?"):
-                return False
+            if rail.has_recommendation:
+                shown = show_value(rail.recommended)
+                if not self.console.confirm(f"  keep this value? (no: use the recommended {shown})"):
+                    self.console.say(f"  {key} = {shown}")
+                    return self._apply_guard_rails(key, rail.recommended, answers)
+            elif not self.console.confirm("  keep this value? (no: answer again)", default=True):
+                return _ASK_AGAIN
         if key == "data_backend_config":
             note = data_backend_note(value)
             if note:
                 self.console.say(f"  note: {note}")
-        return True
+        return value
 
     # -- non-interactive -----------------------------------------------------------------------
 

@@ -97,14 +97,26 @@ def describe(option: Option) -> str:
     return f"{option.name} ({'; '.join(rules)}): {option.help}"
 
 
+#: The value ``learning_rate`` falls back to when a LoRA rate above :data:`LORA_LR_LIMIT` is declined.
+LORA_LR_RECOMMENDED = 1e-4
+NO_RECOMMENDATION = object()
+
+
 @dataclass(frozen=True)
 class GuardRail:
     """A warning about an answer. ``refuse``: the answer cannot work here and must be changed;
-    otherwise the user may accept it after reading ``reason``."""
+    otherwise the user may accept it after reading ``reason``. ``recommended``: the value the
+    session offers instead (the default answer to "keep this value?" is then to take it), so
+    pressing Enter never leads back to the same question."""
 
     key: str
     reason: str
     refuse: bool = False
+    recommended: Any = NO_RECOMMENDATION
+
+    @property
+    def has_recommendation(self) -> bool:
+        return self.recommended is not NO_RECOMMENDATION
 
 
 def check_answer(key: str, value: Any, answers: Mapping[str, Any], cuda_available: Callable[[], bool]
@@ -113,7 +125,8 @@ def check_answer(key: str, value: Any, answers: Mapping[str, Any], cuda_availabl
     rails: list[GuardRail] = []
     if key == "gradient_checkpointing" and value is False:
         rails.append(GuardRail(key, "gradient checkpointing is off: video models usually run out of memory "
-                                    "without it (recommended: true; it costs some extra compute per step)"))
+                                    "without it (recommended: true; it costs some extra compute per step)",
+                               recommended=True))
     if key == "lr_warmup_steps" and value:
         steps = answers.get("max_train_steps") or 0
         if steps and value > steps:
@@ -122,7 +135,8 @@ def check_answer(key: str, value: Any, answers: Mapping[str, Any], cuda_availabl
     if key == "learning_rate" and value is not None and value > LORA_LR_LIMIT \
             and answers.get("model_type", "lora") == "lora":
         rails.append(GuardRail(key, f"learning_rate {value:g} is above {LORA_LR_LIMIT:g}: LoRA training at this rate "
-                                    "often diverges or overfits (typical: 1e-4 to 5e-4)"))
+                                    "often diverges or overfits (typical: 1e-4 to 5e-4)",
+                               recommended=LORA_LR_RECOMMENDED))
     if key == "mixed_precision" and value == "fp16" and not cuda_available():
         rails.append(GuardRail(key, "fp16 mixed precision needs a CUDA device and none is available here "
                                     "(use bf16, or no)", refuse=True))

@@ -107,6 +107,8 @@ class ModelBundle:
         projection head, say). They are optimised and checkpointed with the model, and saved
         beside (not inside) the final adapter.
     :param meta: free-form facts (dtype, latent scaling, paths) for summaries and plugins.
+    :param runtime_model: the distributed wrapper around ``model`` (set by the runner; ``None``
+        before preparation). Call :meth:`forward_model` rather than reading it.
     """
 
     family: str
@@ -147,6 +149,11 @@ class LossOutput:
     ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...).
     ``prediction`` is the model's output in the latents' layout, with its graph, when the family
     offers it (:class:`VelocityPredictor` families do), so a wrapper can add a term on it.
+
+    :param loss: the scalar to back-propagate (the sum of ``terms``).
+    :param terms: named parts of the loss; each is logged as ``loss/<name>``.
+    :param metrics: numbers logged under their own names (``sigma_mean`` ...), not optimised.
+    :param prediction: the model's output (latents' layout, with its graph), or ``None``.
     """
 
     loss: torch.Tensor
@@ -155,6 +162,7 @@ class LossOutput:
     prediction: torch.Tensor | None = None
 
     def add_term(self, name: str, value: torch.Tensor) -> None:
+        """Add ``value`` to the loss as the term ``name`` (logged as ``loss/<name>``); a name is used once."""
         if name in self.terms:
             raise ValueError(f"loss term {name!r} is already present")
         self.terms[name] = value
@@ -163,7 +171,12 @@ class LossOutput:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A file a run produced (a validation video, an image, a sample tensor) and what it shows."""
+    """A file a run produced (a validation video, an image, a sample tensor) and what it shows.
+
+    :param path: the file.
+    :param kind: ``video``, ``image``, ``latents`` ...
+    :param meta: what the producer knows about it (``prompt``, ``step``, ``width``, ``height`` ...).
+    """
 
     path: Path
     kind: str

@@ -71,6 +71,29 @@ class Hooks:
             self._call_one(impl, "register_optimizers", register=register)
         return optimizers
 
+    def register_trackers(self) -> dict[str, str]:
+        """Every ``report_to`` name a plugin declares, with its help line."""
+        trackers: dict[str, str] = {}
+
+        def register(name: str, help: str = "") -> None:
+            if name in trackers:
+                raise PluginError(f"tracker {name!r} is registered twice")
+            trackers[name] = help
+
+        for impl in self._hook.register_trackers.get_hookimpls():
+            self._call_one(impl, "register_trackers", register=register)
+        return trackers
+
+    def register_commands(self) -> dict[str, tuple[Callable[[list[str]], int], str]]:
+        """Every plugin sub-command: name -> (run, help)."""
+        commands: dict[str, tuple[Callable[[list[str]], int], str]] = {}
+
+        def register(name: str, run: Callable[[list[str]], int], help: str = "") -> None:
+            commands[name] = (run, help)
+
+        self._hook.register_commands(register=register)
+        return commands
+
     def validate_config(self, config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
         self._hook.validate_config(config=config, family=family, problems=problems)
 
@@ -115,6 +138,9 @@ class Hooks:
 
     def on_run_start(self, run: RunContext) -> None:
         self._hook.on_run_start(run=run)
+
+    def on_train_begin(self, run: RunContext, step: int) -> None:
+        self._hook.on_train_begin(run=run, step=step)
 
     def on_step_end(self, run: RunContext, step: int, logs: Mapping[str, float]) -> None:
         self._hook.on_step_end(run=run, step=step, logs=logs)

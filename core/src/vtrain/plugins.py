@@ -20,6 +20,7 @@ from vtrain.errors import PluginError
 
 ENTRY_POINT_GROUP = "vtrain"
 DISABLE_AUTOLOAD_ENV = "VTRAIN_DISABLE_PLUGIN_AUTOLOAD"
+PLUGINS_ENV = "VTRAIN_PLUGINS"  # comma-separated modules loaded as with -p (like PYTEST_PLUGINS); tests use it
 
 
 @dataclass
@@ -38,6 +39,11 @@ def autoload_enabled(explicit: bool | None) -> bool:
     if explicit is not None:
         return explicit
     return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("1", "true", "yes")
+
+
+def env_plugins() -> list[str]:
+    """The modules named in ``VTRAIN_PLUGINS`` (comma-separated), loaded whether or not autoload is on."""
+    return [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
 
 
 def _version_of(dist: str) -> str:
@@ -71,7 +77,7 @@ class PluginHost:
     :param plugin_files: paths of single-file plugins (``--plugin-file``).
     :param blocked: plugin names never to load (``-p no:name``).
     :param autoload: load entry points of the ``vtrain`` group; ``None`` follows
-        ``VTRAIN_DISABLE_PLUGIN_AUTOLOAD``.
+        ``VTRAIN_DISABLE_PLUGIN_AUTOLOAD``. Modules named in ``VTRAIN_PLUGINS`` load either way.
     """
 
     def __init__(
@@ -91,7 +97,7 @@ class PluginHost:
             self._register(plugin, name, PluginInfo(name, "vtrain", _version_of("vtrain"), "builtin"))
         if autoload_enabled(autoload):
             self._load_entry_points()
-        for item in plugins:
+        for item in [*env_plugins(), *plugins]:
             if isinstance(item, str):
                 self._load_module(item)
             else:
@@ -135,8 +141,8 @@ class PluginHost:
     def _register(self, plugin: object, name: str, info: PluginInfo) -> None:
         if self.pm.is_blocked(name):
             return
-        if self.pm.get_plugin(name) is not None:
-            return  # the same plugin asked for twice (entry point and -p): load once
+        if self.pm.get_plugin(name) is not None or self.pm.is_registered(plugin):
+            return  # the same plugin asked for twice (entry point and -p, or two names): load once
         try:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:

@@ -27,13 +27,18 @@ class RunContext:
 
     :param config: the resolved configuration.
     :param family: the selected model family.
+    :param hooks: the run's :class:`vtrain.hooks.Hooks` (call other hooks through it, e.g.
+        ``run.hooks.schedule_shift(config, shape)``).
     :param bundle: the loaded, prepared model.
     :param accelerator: the ``accelerate.Accelerator`` driving the run.
     :param output_dir: where the run writes.
-    :param state: the loop position.
+    :param state: the loop position (``None`` until the restore, that is during ``on_run_start``).
     :param plugins: every loaded plugin's name, distribution and version.
+    :param statefuls: the objects registered with :meth:`register_stateful`.
+    :param dataset: the training dataset (set before ``on_run_start``).
     :param resume_command: what the user runs to resume this run (printed when it stops on a signal).
-    :param resume_path: the verified checkpoint the run resumes from (``None``: a fresh start).
+    :param resume_path: the verified checkpoint the run resumes from (``None``: a fresh start); set
+        before ``on_run_start``, restored after it (``on_train_begin`` gets the step).
     """
 
     config: ResolvedConfig
@@ -51,6 +56,7 @@ class RunContext:
 
     @property
     def is_main_process(self) -> bool:
+        """True on the process that writes files and talks to trackers (rank 0, or a single process)."""
         return self.accelerator is None or self.accelerator.is_main_process
 
     def register_stateful(self, name: str, obj: Stateful) -> None:
@@ -71,6 +77,7 @@ class RunResult:
     :param checkpoints: checkpoint folders present at the end.
     :param validation: validation artifacts written during the run.
     :param resumed_from: the checkpoint the run resumed from, if any.
+    :param seconds: wall time of the run (this process, this invocation).
     """
 
     steps: int

@@ -70,6 +70,11 @@ class Runner:
         optimizer_problem = check_optimizer_name(resolved.optimizer, optimizers)
         if optimizer_problem:
             problems.problems.append(optimizer_problem)
+        if "report_to" in registry:  # the trackers service may be blocked
+            from vtrain.services.trackers import check_report_to
+
+            for message in check_report_to(resolved, Hooks(host).register_trackers()):
+                problems.add("report_to", message)
         problems.problems = [_with_source(problem, resolved) for problem in problems.problems]
         problems.raise_if_any()
         return cls(host, registry, families, optimizers, resolved)
@@ -88,6 +93,9 @@ class Runner:
 
     def run(self) -> RunResult:
         """Train to the end (or resume and finish); return what was done and where it is."""
+        from vtrain.quiet import import_quietly
+
+        import_quietly()  # the ML stack's import-time warnings stay out of the output (VTRAIN_VERBOSE=1 shows them)
         from accelerate import Accelerator
 
         from vtrain.optim import build_lr_scheduler, build_optimizer

@@ -40,11 +40,33 @@ class Tracker(Protocol):
 
 
 def parse_report_to(value: str | None) -> list[str]:
-    """``"wandb, tensorboard"`` -> ``["wandb", "tensorboard"]``; ``none``/empty -> ``[]``; ``all`` -> both."""
-    names = [part.strip().lower() for part in (value or "").split(",") if part.strip()]
+    """The built-in trackers named: ``"wandb, csv"`` -> ``["wandb"]``; ``none``/empty -> ``[]``; ``all`` -> both."""
+    names = _names(value)
     if "all" in names:
         return list(BUILTIN)
+    return [name for name in names if name in BUILTIN]
+
+
+def _names(value: str | None) -> list[str]:
+    names = [part.strip().lower() for part in (value or "").split(",") if part.strip()]
     return [name for name in dict.fromkeys(names) if name != "none"]
+
+
+def reports_to(config: ResolvedConfig, name: str) -> bool:
+    """Whether the tracker ``name`` should run: it is listed in ``report_to``, or ``report_to`` is ``all``.
+
+    What a third-party tracker registered with ``register_trackers`` checks in its hooks.
+    """
+    names = _names(config.get("report_to"))
+    return name.lower() in names or "all" in names
+
+
+def check_report_to(config: ResolvedConfig, registered: Mapping[str, str]) -> list[str]:
+    """Problems with the names in ``report_to`` given every registered tracker (built-ins included)."""
+    known = ["all", "none", *registered]
+    return [f"unknown tracker {name!r}: registered trackers are {', '.join(known)} (a third-party tracker "
+            "registers its name with the register_trackers hook; is its plugin installed and not blocked?)"
+            for name in _names(config.get("report_to")) if name not in registered and name != "all"]
 
 
 def media_tag(artifact: Artifact) -> str:
@@ -167,22 +189,26 @@ def add_options(registry: OptionsRegistry) -> None:
     """Declare the tracker keys."""
     cat = {"category": "trackers"}
     registry.add("report_to", "str", "none",
-                 "Trackers: wandb, tensorboard, all or none; comma-separated for several (wandb,tensorboard).", **cat)
+                 "Trackers: wandb, tensorboard, a name a tracker plugin registers, all or none; comma-separated for "
+                 "several (wandb,tensorboard).", **cat)
     registry.add("tracker_project_name", "str", None, "Tracker project (wandb project; default vtrain).", **cat)
     registry.add("tracker_run_name", "str", None,
                  "Tracker run name (wandb run name; tensorboard folder under output_dir/tensorboard).", **cat)
 
 
 @hookimpl
+def register_trackers(register: Any) -> None:
+    register("wandb", help="Weights & Biases")
+    register("tensorboard", help="TensorBoard event files under output_dir/tensorboard")
+
+
+@hookimpl
 def validate_config(config: ResolvedConfig, family: ModelFamily, problems: ProblemCollector) -> None:
     names = parse_report_to(config.report_to)
     for name in names:
-        if name not in BUILTIN:
-            problems.add("report_to", f"unknown tracker {name!r}",
-                         "use wandb, tensorboard, all or none (a third-party tracker is a plugin of its own)")
-        elif importlib.util.find_spec(name) is None:
+        if importlib.util.find_spec(name) is None:
             problems.add("report_to", f"the {name} package is not installed", f"pip install {name}, or remove it from report_to")
-    if not names:
+    if not _names(config.report_to):
         for key in ("tracker_project_name", "tracker_run_name"):
             if config.explicitly_set(key):
                 problems.add(key, "has no effect because report_to is none", "set report_to, or remove the key")

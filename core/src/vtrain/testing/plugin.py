@@ -1,4 +1,5 @@
-"""The ``tinyflow`` test family as a plugin (entry point ``tinyflow`` of the ``vtrain`` distribution)."""
+"""The ``tinyflow`` test family as a plugin. Not an entry point: tests load it (``-p vtrain.testing.plugin``,
+the ``tinyflow_plugin`` fixture or ``VTRAIN_PLUGINS``), so a user's run never sees it."""
 
 from __future__ import annotations
 

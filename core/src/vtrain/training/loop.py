@@ -89,6 +89,7 @@ class TrainingLoop:
         self.run.state = state
         self.state = state
         set_optimizer_mode(self.optimizer, "train")  # schedule-free optimizers train on their y weights
+        hooks.on_train_begin(self.run, state.step)
         if acc.is_main_process:
             metrics = self.run.output_dir / "metrics.jsonl"
             _drop_metrics_after(metrics, state.step)  # a killed run logged steps the resume repeats

@@ -58,6 +58,7 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
              else f"{config.flow_schedule_shift:g}" if config.flow_schedule_shift is not None else "none")
     lines.append(f"  timesteps     {config.flow_sigma_sampling}, shift {shift}"
                  f"{_origin(config, 'flow_schedule_shift', 'flow_schedule_auto_shift')}")
+    lines.append(f"  shift         {shift_in_use(run)}")
     for notice in getattr(config, "notices", []):
         lines.append(f"  note          {notice}")
     for line in run.dataset.describe() if hasattr(run.dataset, "describe") else []:
@@ -70,6 +71,19 @@ def print_summary(run: RunContext, length: RunLength, optimizer_name: str, extra
     from vtrain.services.redact import redact_text
 
     print(redact_text("\n".join(lines)), flush=True)  # plugin lines may quote a setting: never a secret
+
+
+def shift_in_use(run: RunContext) -> str:
+    """The ``schedule_shift`` answer for the first training sample's latents, as the summary shows it."""
+    try:
+        shape = tuple(run.dataset[0]["latents"].shape)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return "unknown (the first sample has no latents)"
+    shift = run.hooks.schedule_shift(run.config, shape)
+    where = f"for latents {'x'.join(map(str, shape))}"
+    if shift is None or shift == 1:
+        return f"none (1.0) {where}: training sigmas are used as sampled"
+    return f"{shift:g} {where}: sigma -> shift*sigma / (1 + (shift-1)*sigma) on every training sample of this size"
 
 
 def print_end_summary(result: RunResult) -> None:

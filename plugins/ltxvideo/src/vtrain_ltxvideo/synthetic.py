@@ -113,3 +113,63 @@ class SyntheticDataPlugin:
 
         self.dataset = EncodedClipDataset.build(encode, self.count, self.frames, self.height, self.width, self.is_i2v)
         return self.dataset
+
+
+# The learning demo's clips: a square a quarter of the frame wide, of one colour, crossing a dark
+# square frame to the left or the right. The demo's base model is trained on red and green only;
+# blue is the colour a LoRA teaches.
+SQUARE_COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.9, 0.1, 0.1), "green": (0.1, 0.8, 0.1), "blue": (0.15, 0.3, 1.0),
+}
+SQUARE_DIRECTIONS = ("right", "left")
+
+
+def square_side(size: int) -> int:
+    return size // 4
+
+
+def square_caption(colour: str, direction: str) -> str:
+    return f"a {colour} square moves to the {direction}"
+
+
+def render_square_clip(colour: str, direction: str, frames: int = 9, size: int = 32, top: int = 12,
+                       background: float = 0.08) -> torch.Tensor:
+    """A (F, 3, size, size) clip in [0, 1]: the square slides from one edge to the other."""
+    import torch
+
+    video = torch.full((frames, 3, size, size), background)
+    colour_t = torch.tensor(SQUARE_COLOURS[colour]).view(3, 1, 1)
+    side = square_side(size)
+    span = size - side
+    for index in range(frames):
+        progress = index / max(1, frames - 1)
+        left = round((progress if direction == "right" else 1 - progress) * span)
+        video[index, :, top:top + side, left:left + side] = colour_t
+    return video
+
+
+def random_square_clips(generator: torch.Generator, count: int, colours: tuple[str, ...], frames: int = 9,
+                        size: int = 32) -> tuple[torch.Tensor, list[str]]:
+    """``count`` clips ``(B, F, 3, H, W)`` in [0, 1] with random colour, direction, height and background."""
+    import torch
+
+    clips, captions = [], []
+    for _ in range(count):
+        colour = colours[int(torch.randint(len(colours), (1,), generator=generator))]
+        direction = SQUARE_DIRECTIONS[int(torch.randint(2, (1,), generator=generator))]
+        top = int(torch.randint(size - square_side(size) + 1, (1,), generator=generator))
+        background = 0.03 + 0.09 * float(torch.rand((), generator=generator))
+        clips.append(render_square_clip(colour, direction, frames, size, top, background))
+        captions.append(square_caption(colour, direction))
+    return torch.stack(clips), captions
+
+
+def colour_fraction(frames: Any, colour: str, tolerance: float = 0.25) -> float:
+    """The fraction of pixels within ``tolerance`` (per channel) of ``colour``; ``frames`` is ``(..., 3)`` in [0, 1].
+
+    A clip showing the demo's square in that colour scores about (1/4)^2 = 0.0625; one without it, 0.
+    """
+    import numpy as np
+
+    pixels = np.asarray(frames, dtype=np.float32)
+    return float((np.abs(pixels - np.asarray(SQUARE_COLOURS[colour], np.float32)).max(-1) < tolerance).mean())

@@ -60,7 +60,6 @@ def _unigram_vocab(tokenizer: Any) -> list[tuple[str, float]]:
 
 def _tiny_components(latent_channels: int) -> dict[str, Any]:
     from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
-    from transformers import T5Config, T5EncoderModel
 
     transformer = LTXVideoTransformer3DModel(
         in_channels=latent_channels, out_channels=latent_channels, patch_size=1, patch_size_t=1,
@@ -73,12 +72,19 @@ def _tiny_components(latent_channels: int) -> dict[str, Any]:
         decoder_inject_noise=(False, False, False, False, False), upsample_residual=(False, False, False, False),
         upsample_factor=(1, 1, 1, 1), timestep_conditioning=False, patch_size=4, patch_size_t=1,
         encoder_causal=True, decoder_causal=False)
+    return {"transformer": transformer, "vae": vae, **tiny_text_components()}
+
+
+def tiny_text_components() -> dict[str, Any]:
+    """The tiny folder's tokenizer and random-initialised T5 encoder (d_model 32), seeded by the caller."""
+    from transformers import T5Config, T5EncoderModel
+
     tokenizer = train_tokenizer()
     text_config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
                            relative_attention_num_buckets=8, relative_attention_max_distance=32,
                            feed_forward_proj="gated-gelu", is_encoder_decoder=False, pad_token_id=0,
                            eos_token_id=1, decoder_start_token_id=0)
-    return {"transformer": transformer, "vae": vae, "text_encoder": T5EncoderModel(text_config), "tokenizer": tokenizer}
+    return {"text_encoder": T5EncoderModel(text_config), "tokenizer": tokenizer}
 
 
 def _full_components() -> dict[str, Any]:

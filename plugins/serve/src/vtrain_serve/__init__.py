@@ -1,0 +1,1 @@
+"""vtrain-serve: ``vtrain serve``, a local web dashboard for vtrain runs (standard library only)."""
