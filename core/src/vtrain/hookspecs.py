@@ -122,19 +122,14 @@ def quantize_model(bundle: ModelBundle, config: ResolvedConfig) -> None:
 def place_model(bundle: ModelBundle, config: ResolvedConfig, device: Any) -> bool | None:
     """Model-preparation phase 2: put the model's parts on devices.
 
-<<<<<<< HEAD
-    firstresult: return True once placed. The core's trylast default moves the trainable model
-    to ``device``; an offload plugin returns earlier with its own placement. ``device`` is ``None``
-    in sharded training (``fsdp_enable``): the model stays where it loaded (CPU, or the meta device
-    on ranks that did not read the weights) and ``fully_shard`` places each rank's shards.
-=======
     firstresult: return True once placed. The core's trylast implementation (not the family)
     moves ``bundle.model`` and ``bundle.extra_trainables`` to ``device``; frozen components stay
     where ``load_model`` put them until the family moves them for encoding or validation. An
     offload plugin returns True earlier with its own placement.
 
-    :param device: the accelerator's device (``torch.device``).
->>>>>>> main
+    :param device: the accelerator's device (``torch.device``), or ``None`` in sharded training
+        (``fsdp_enable``): the model stays where it loaded (CPU, or the meta device on ranks that
+        did not read the weights) and ``fully_shard`` places each rank's shards.
     """
 
 
