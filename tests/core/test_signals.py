@@ -87,6 +87,7 @@ def test_sigterm_saves_a_cheap_checkpoint_prints_where_and_the_printed_command_r
     assert f"update reached:   {step}" in err
     assert f"last checkpoint:  {out_dir / f'checkpoint-{step}'} (update {step})" in err
     assert "Traceback" not in err
+    assert json.loads((out_dir / "run_info.json").read_text())["stopped"] == "SIGTERM"  # readers can tell a stop
     resume = next(line.split("resume with:", 1)[1].strip() for line in err.splitlines() if "resume with:" in line)
     command = shlex.split(resume)
     assert command[:2] == ["vtrain", "run"] and command[-2:] == ["--resume_from_checkpoint", "latest"]
@@ -96,6 +97,7 @@ def test_sigterm_saves_a_cheap_checkpoint_prints_where_and_the_printed_command_r
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resumed from {out_dir / f'checkpoint-{step}'} at step {step}" in done.stdout
     assert f"done: {step + 2} updates" in done.stdout
+    assert "stopped" not in json.loads((out_dir / "run_info.json").read_text())  # the resumed run finished
 
 
 def test_ctrl_c_mid_accumulation_abandons_the_update_and_writes_the_due_checkpoint(tmp_path: Path) -> None:

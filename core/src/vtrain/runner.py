@@ -172,6 +172,7 @@ class Runner:
                 print_end_summary(result)
             return result
         except BaseException as error:
+            _record_stop(output_dir, info if "info" in locals() else None, error, accelerator.is_main_process)
             self.hooks.on_run_error(run, error)
             if accelerator.num_processes > 1:
                 ddp.abort_process_group()  # the other ranks stop now, not at the process-group timeout
@@ -305,3 +306,16 @@ def _check_enough_data(dataset: Any, batches: int, config: ResolvedConfig, world
         f"train_batch_size x gradient_accumulation_steps x processes = {per_update} samples of a single bucket",
         "add data, lower train_batch_size or gradient_accumulation_steps, or raise the dataset's repeats",
     )])
+
+
+def _record_stop(output_dir: Path, info: dict[str, Any] | None, error: BaseException, main: bool) -> None:
+    """A run stopped cleanly by a signal says so in ``run_info.json`` (``stopped``: the signal), so a
+    reader of the folder (``vtrain serve``) can tell it from a run that failed."""
+    from vtrain.training.stopping import RunStopped
+
+    if not (main and info is not None and isinstance(error, RunStopped)):
+        return
+    from vtrain.checkpoint import write_run_info
+
+    write_run_info(output_dir, {**info, "stopped": error.signal_name})
+

@@ -44,6 +44,10 @@ def test_status_killed_and_running(tmp_path: Path) -> None:
     assert runs.run_status(folder, child_code=130) == "killed"
     assert runs.run_status(folder, child_code=143) == "killed"
     assert runs.run_status(folder, child_code=1) == "failed"
+    assert runs.run_status(folder) == "failed"  # an empty lock and no exit code: it ended with an error
+    info = json.loads((folder / "run_info.json").read_text())
+    (folder / "run_info.json").write_text(json.dumps({**info, "stopped": "SIGINT"}))
+    assert runs.run_status(folder) == "killed"  # Ctrl-C in a terminal: core's clean stop says so in run_info
 
 
 def test_metrics_are_incremental_and_skip_torn_lines(tmp_path: Path) -> None:

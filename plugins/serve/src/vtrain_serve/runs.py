@@ -159,14 +159,18 @@ def run_status(folder: Path, child_code: int | None = None, child_running: bool 
 
     From the files: a live lock holder on this host is running; ``run_info.json`` gains ``outputs``
     only when training ends; a lock file still naming a dead process means the run was killed
-    (a clean end or an error empties it). ``child_code`` is the exit code of a run this dashboard
+    (a clean end or an error empties it); ``stopped`` in ``run_info.json`` marks a clean stop on
+    a signal, even for a run started in a terminal. ``child_code`` is the exit code of a run this dashboard
     started, which tells an interrupted run (Ctrl-C, SIGINT) from a failed one.
     """
     holder = lock_holder(folder)
     if child_running or (holder.get("host") == socket.gethostname() and pid_alive(holder.get("pid"))):
         return "running"
-    if "outputs" in read_json(folder / "run_info.json"):
+    info = read_json(folder / "run_info.json")
+    if "outputs" in info:
         return "finished"
+    if info.get("stopped"):  # stopped cleanly by Ctrl-C or SIGTERM, wherever it was started
+        return "killed"
     if child_code is not None:
         return "finished" if child_code == 0 else "killed" if child_code in (130, 143, -2, -9, -15) else "failed"
     return "killed" if holder.get("pid") else "failed"
