@@ -317,5 +317,8 @@ def _record_stop(output_dir: Path, info: dict[str, Any] | None, error: BaseExcep
         return
     from vtrain.checkpoint import write_run_info
 
-    write_run_info(output_dir, {**info, "stopped": error.signal_name})
+    try:
+        write_run_info(output_dir, {**info, "stopped": error.signal_name})
+    except OSError:  # a full or read-only disk must not hide the stop message itself
+        pass
 
