@@ -161,17 +161,8 @@ class CheckpointWriter:
         import torch
         from safetensors.torch import save_file
 
-        from vtrain.rng import capture_rng_state
-
         acc = self.accelerator
-        final = self.output_dir / f"checkpoint-{position.step}"
-        tmp = self.output_dir / f".checkpoint-{position.step}.tmp-0"
-        if acc.is_main_process:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        torch.save(capture_rng_state(), tmp / f"rng-rank{acc.process_index}.pt")
+        tmp = self._begin(position.step)
         acc.wait_for_everyone()
         if acc.is_main_process:
             tensors = {name: p.detach().to("cpu").contiguous() for name, p in trainables.items()}
@@ -179,6 +170,31 @@ class CheckpointWriter:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "lr_scheduler.pt")
             torch.save({name: obj.state_dict() for name, obj in statefuls.items()}, tmp / "statefuls.pt")
+        return self._commit(tmp, position)
+
+    def _begin(self, step: int) -> Path:
+        """Create the temporary folder of checkpoint ``step`` (rank 0) and write every rank's RNG state."""
+        import torch
+
+        from vtrain.rng import capture_rng_state
+
+        acc = self.accelerator
+        tmp = self.output_dir / f".checkpoint-{step}.tmp-0"
+        if acc.is_main_process:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        torch.save(capture_rng_state(), tmp / f"rng-rank{acc.process_index}.pt")
+        return tmp
+
+    def _commit(self, tmp: Path, position: LoopPosition) -> Path:
+        """Rank 0 adds the fingerprint, manifest (every file, all ranks' included) and position, fsyncs and
+        renames ``tmp`` into place (an existing folder is moved aside first, never half-deleted), then
+        rotates. Every rank returns the final path."""
+        acc = self.accelerator
+        final = self.output_dir / f"checkpoint-{position.step}"
+        if acc.is_main_process:
             if self.fingerprint is not None:
                 (tmp / FINGERPRINT_FILE).write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n")
             write_manifest(tmp)

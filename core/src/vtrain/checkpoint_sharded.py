@@ -18,14 +18,10 @@ load, so a checkpoint resumes at any world size, and also in an unsharded (singl
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from vtrain.atomic import fsync_dir, fsync_tree
-from vtrain.checkpoint import FINGERPRINT_FILE, STATE_FILE, CheckpointWriter, LoopPosition, write_manifest
+from vtrain.checkpoint import STATE_FILE, CheckpointWriter, LoopPosition
 
 SHARDED_DIR = "sharded"
 
@@ -59,17 +55,8 @@ class ShardedCheckpointWriter(CheckpointWriter):
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
-        from vtrain.rng import capture_rng_state
-
         acc = self.accelerator
-        final = self.output_dir / f"checkpoint-{position.step}"
-        tmp = self.output_dir / f".checkpoint-{position.step}.tmp-0"
-        if acc.is_main_process:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        torch.save(capture_rng_state(), tmp / f"rng-rank{acc.process_index}.pt")
+        tmp = self._begin(position.step)
         model_state, optimizer_state = get_state_dict(trainable_tree(bundle), optimizer, options=_state_options())
         state = {"model": model_state, "optimizer": optimizer_state,
                  "statefuls": {name: obj.state_dict() for name, obj in statefuls.items()}}
@@ -77,20 +64,7 @@ class ShardedCheckpointWriter(CheckpointWriter):
         acc.wait_for_everyone()
         if acc.is_main_process:
             torch.save(scheduler.state_dict(), tmp / "lr_scheduler.pt")
-            if self.fingerprint is not None:
-                (tmp / FINGERPRINT_FILE).write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n")
-            write_manifest(tmp)  # every rank's shard files too: verified before the checkpoint is used
-            (tmp / STATE_FILE).write_text(json.dumps(asdict(position), indent=2) + "\n")
-            fsync_tree(tmp)
-            old = self.output_dir / f".{final.name}.old-{os.getpid()}"
-            if final.exists():
-                os.replace(final, old)
-            os.replace(tmp, final)
-            fsync_dir(self.output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-            self._rotate()
-        acc.wait_for_everyone()
-        return final
+        return self._commit(tmp, position)  # the manifest covers every rank's shard files too
 
 
 def load_sharded_checkpoint(path: Path, bundle: Any, optimizer: Any, scheduler: Any, statefuls: dict[str, Any],
