@@ -224,3 +224,13 @@ def test_bad_audio_settings_name_the_key(tmp_path: Path, entry: dict[str, Any], 
     with pytest.raises(ConfigError) as error:
         parse_backends([dataset, text_backend(tmp_path)], None)
     assert f"dataset 'd'.{key}" in str(error.value)
+
+
+def test_differences_page_lists_every_audio_key() -> None:
+    from vtrain.data.audio_spec import AUDIO_BLOCK_KEYS
+
+    page = (Path(__file__).parents[2] / "docs" / "differences-from-simpletuner.md").read_text()
+    section = page[page.index("### LTX-2 datasets"):]
+    missing = [key for key in (*(f"audio.{k}" for k in AUDIO_BLOCK_KEYS), "s2v_datasets", "video.frame_rate")
+               if f"`{key}`" not in section]
+    assert not missing, f"the LTX-2 datasets section does not mention {missing}"

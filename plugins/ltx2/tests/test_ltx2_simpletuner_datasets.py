@@ -71,3 +71,23 @@ def test_quickstart_audio_only_dataset_trains(ltx2_config: dict[str, Any], tmp_p
     assert "buckets audio3s: 22" in printed  # 3.2 s and 3.5 s both become 3 s (x 11 with repeats)
     metrics = [json.loads(line) for line in (Path(config["output_dir"]) / "metrics.jsonl").open()]
     assert all("loss/audio_flow" in m and "loss/video_flow" not in m for m in metrics)  # the video loss is masked
+
+
+def test_the_dataset_examples_of_the_docs_parse(monkeypatch: Any, tmp_path: Path) -> None:
+    """docs/ltx2.md, "SimpleTuner's dataset keys": each dataset example is read as described."""
+    from vtrain.data.spec import parse_backends
+
+    text = (Path(__file__).parents[3] / "docs" / "ltx2.md").read_text(encoding="utf-8")
+    section = text[text.index("### SimpleTuner's dataset keys"):text.index("Text goes through the pipeline")]
+    blocks = [json.loads(part.split("```", 1)[0]) for part in section.split("```json\n")[1:]]
+    assert len(blocks) == 3
+    for folder in ("videos", "audio", "s2v-videos", "s2v-audio"):
+        (tmp_path / "datasets" / folder).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    text_embeds = {"id": "text", "type": "local", "dataset_type": "text_embeds", "cache_dir": "cache/text"}
+    video = parse_backends([blocks[0], text_embeds], None).media[0]
+    assert (video.video.frame_rate, video.audio.sample_rate, video.audio.channels, video.takes_sound) == (25, 16000, 1, True)
+    audio = parse_backends([blocks[1], text_embeds], None).media[0]
+    assert audio.audio.audio_only and (audio.audio.min_duration_seconds, audio.audio.max_duration_seconds) == (1, 30)
+    linked = parse_backends([*blocks[2], text_embeds], None).media
+    assert [b.id for b in linked] == ["s2v-videos"] and linked[0].sound_sources[0][0] == Path("datasets/s2v-audio")

@@ -41,6 +41,9 @@ _NO_EFFECT_ON_AUDIO = {
     "allow_zero_audio": "every file of an audio dataset has sound (files without it are skipped)",
 }
 
+#: Every key of SimpleTuner's ``audio`` block (docs/differences-from-simpletuner.md lists each).
+AUDIO_BLOCK_KEYS = tuple(sorted({*_AUDIO_KEYS, *_NO_EFFECT_EVERYWHERE}))
+
 
 @dataclass(frozen=True)
 class AudioSection:
