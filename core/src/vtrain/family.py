@@ -276,6 +276,21 @@ class PreviewDecoder(Protocol):
 
 
 @runtime_checkable
+class LoraReader(Protocol):
+    """Optional family capability: read a published LoRA for the denoiser (used by validation adapters).
+
+    ``read_lora(source, weight_name)`` takes a local file, a local folder or a hub repo id (with
+    ``weight_name`` the file inside it, or None for the format's default name), converts the
+    family's published layouts (diffusers, ComfyUI / original checkpoints) and returns
+    ``(state_dict, alpha)``: peft-style keys relative to ``bundle.model``
+    (``<module>.lora_A.weight`` / ``<module>.lora_B.weight``) and the adapter's ``lora_alpha``
+    (None: alpha equals the rank, that is scale 1, or alpha is already folded into the weights).
+    """
+
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, torch.Tensor], float | None]: ...
+
+
+@runtime_checkable
 class VelocityPredictor(Protocol):
     """Optional family capability: the flow-matching velocity for given inputs (used by rollout).
 

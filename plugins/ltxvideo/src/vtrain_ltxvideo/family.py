@@ -151,6 +151,12 @@ class LTXVideoFamily:
 
     # -- outputs -------------------------------------------------------------------------------
 
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, Any], float | None]:
+        """A published LoRA for validation (:class:`vtrain.family.LoraReader`)."""
+        from vtrain_ltxvideo.adapters import read_lora
+
+        return read_lora(source, weight_name)
+
     def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
                  prompts: Mapping[str, str]) -> list[Artifact]:
         from vtrain_ltxvideo.validation import render_videos
