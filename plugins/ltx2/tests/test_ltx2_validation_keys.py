@@ -1,0 +1,67 @@
+"""SimpleTuner's validation keys on LTX-2: a distilled-style LoRA in Lightricks' (ComfyUI) layout as a validation
+adapter, applied during validation only; validation_num_video_frames against the VAE's 8k+1 rule."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from vtrain_ltx2.synthetic import SyntheticAVPlugin
+
+
+def _wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as handle:
+        return np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2").astype(np.float32)
+
+
+def test_a_comfyui_lora_is_a_validation_adapter_only(ltx2_config: dict[str, Any], tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from vtrain.runner import Runner
+    from vtrain_ltx2.adapters import read_lora
+
+    base = {**ltx2_config, "max_train_steps": 2, "train_batch_size": 1, "ltx2_video": "off",
+            "validation_prompt": "a tone", "validation_resolution": "64x64", "validation_num_video_frames": 9,
+            "validation_num_inference_steps": 2, "validation_guidance": 1.0, "disable_benchmark": True}
+    first = Runner.from_config({**base, "output_dir": str(tmp_path / "first")}, plugins=[SyntheticAVPlugin(2, 9)]).run()
+    lora_dir = Path(first.output_dir)
+    # both published layouts read to the same weights (alpha folded or kept as lora_alpha)
+    diffusers_state, diffusers_alpha = read_lora(str(lora_dir), None)
+    comfy_state, comfy_alpha = read_lora(str(lora_dir), "pytorch_lora_weights_comfyui.safetensors")
+    assert set(diffusers_state) == set(comfy_state) and comfy_alpha is None and diffusers_alpha is not None
+    rank = next(v for k, v in diffusers_state.items() if k.endswith("lora_A.weight")).shape[0]
+    for key in [k for k in diffusers_state if k.endswith("lora_A.weight")][:3]:
+        up = key.replace("lora_A", "lora_B")
+        torch.testing.assert_close(diffusers_state[up] @ diffusers_state[key] * (diffusers_alpha / rank),
+                                   comfy_state[up] @ comfy_state[key])
+    # a strong adapter in Lightricks' layout (diffusion_model.* names), as a repo's distilled LoRA would be
+    strong = {k: v * (300.0 if ".lora_B." in k else 1.0)
+              for k, v in load_file(str(lora_dir / "pytorch_lora_weights_comfyui.safetensors")).items()}
+    save_file(strong, str(tmp_path / "distilled.safetensors"))
+    config = {**base, "output_dir": str(tmp_path / "second"), "validation_adapter_path": str(tmp_path / "distilled.safetensors"),
+              "validation_adapter_name": "distilled", "validation_adapter_mode": "comparison"}
+    plain = Runner.from_config({**base, "output_dir": str(tmp_path / "plain")}, plugins=[SyntheticAVPlugin(2, 9)]).run()
+    second = Runner.from_config(config, plugins=[SyntheticAVPlugin(2, 9)]).run()
+    names = {p.name for p in second.validation}
+    assert names == {"validation-64x64.wav", "validation-distilled-64x64.wav"}
+    folder = Path(second.output_dir) / "validation" / "step-2"
+    without, with_adapter = _wav(folder / "validation-64x64.wav"), _wav(folder / "validation-distilled-64x64.wav")
+    np.testing.assert_array_equal(without, _wav(Path(plain.output_dir) / "validation" / "step-2" / "validation-64x64.wav"))
+    assert np.abs(with_adapter - without).mean() > 1.0  # int16 units: the adapter changed the sound
+    saved, reference = (load_file(str(Path(r.output_dir) / "pytorch_lora_weights.safetensors")) for r in (second, plain))
+    assert set(saved) == set(reference) and all(torch.equal(saved[k], reference[k]) for k in saved)
+
+
+@pytest.mark.parametrize("frames, nearest", [(61, "use 57 or 65"), (80, "use 73 or 81")])
+def test_validation_frames_follow_the_vae_rule(ltx2_config: dict[str, Any], frames: int, nearest: str) -> None:
+    from vtrain.errors import ConfigError
+    from vtrain.runner import Runner
+
+    with pytest.raises(ConfigError) as error:
+        Runner.from_config({**ltx2_config, "validation_num_video_frames": frames}).run()
+    assert "validation_num_video_frames" in str(error.value) and "8k+1" in str(error.value) and nearest in str(error.value)
