@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 VALIDATION = {"validation_prompt": "a red cube", "validation_num_inference_steps": 2, "validation_resolution": "32x32",
               "max_train_steps": 2}
 
@@ -24,3 +26,12 @@ def test_validation_disable_unconditional_false_adds_the_empty_prompt(tinyflow_c
                                                                       tmp_path: Path) -> None:
     make_runner({**tinyflow_config, **VALIDATION, "validation_disable_unconditional": False}).run()
     assert _files(tmp_path / "out") == {f"step-{s}/{n}-32x32.npy" for s in (0, 2) for n in ("validation", "unconditional")}
+
+
+def test_validation_using_datasets_needs_a_family_that_can(tinyflow_config: dict[str, Any], make_runner: Any) -> None:
+    from vtrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="validation_using_datasets.*cannot condition validation"):
+        make_runner({**tinyflow_config, "validation_using_datasets": True}).run()
+    with pytest.raises(ConfigError, match="eval_dataset_id.*names a dataset of data_backend_config"):
+        make_runner({**tinyflow_config, "eval_dataset_id": "held-out"}).run()

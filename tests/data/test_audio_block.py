@@ -234,3 +234,24 @@ def test_differences_page_lists_every_audio_key() -> None:
     missing = [key for key in (*(f"audio.{k}" for k in AUDIO_BLOCK_KEYS), "s2v_datasets", "video.frame_rate")
                if f"`{key}`" not in section]
     assert not missing, f"the LTX-2 datasets section does not mention {missing}"
+
+
+def test_eval_dataset_id_holds_a_dataset_out(clips: Path, tmp_path: Path) -> None:
+    held = tmp_path / "held"
+    for seed in (8, 9):
+        write_caption(write_clip(held / "videos" / f"held_{seed}.mp4", 64, 64, 17, fps=24, seed=seed), f"held {seed}")
+    entries = [video_backend(clips, tmp_path, repeats=2), video_backend(held, tmp_path, id="held-out",
+                                                                        cache_dir_vae=str(tmp_path / "cache" / "held"))]
+    config = make_config(str(write_backends(tmp_path / "b.json", [*entries, text_backend(tmp_path)])),
+                         eval_dataset_id="held-out")
+    family = TinyFlowFamily()
+    messages: list[str] = []
+    ctx = DataContext(encode=Recorder(config), family=family.name, traits=family.traits,
+                      identity={"text": {"classes": 4}}, say=messages.append, show_progress=False)
+    dataset = build_datasets(config, ctx)
+    assert [part.id for part in dataset.parts] == ["clips"] and len(dataset) == 9  # 3 clips x (1 + 2 repeats)
+    assert dataset.eval_dataset is not None and len(dataset.eval_dataset) == 2
+    assert sorted(Path(s.path).name for s in dataset.eval_dataset.parts[0].samples) == ["held_8.mp4", "held_9.mp4"]
+    assert any("held out by eval_dataset_id" in m for m in messages)
+    with pytest.raises(ConfigError, match="eval_dataset_id.*no enabled dataset of data_backend_config is called 'nope'"):
+        build_datasets(make_config(config["data_backend_config"], eval_dataset_id="nope"), ctx)

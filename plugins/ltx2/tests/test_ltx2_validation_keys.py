@@ -65,3 +65,45 @@ def test_validation_frames_follow_the_vae_rule(ltx2_config: dict[str, Any], fram
     with pytest.raises(ConfigError) as error:
         Runner.from_config({**ltx2_config, "validation_num_video_frames": frames}).run()
     assert "validation_num_video_frames" in str(error.value) and "8k+1" in str(error.value) and nearest in str(error.value)
+
+
+def test_validation_using_datasets_conditions_on_the_held_out_clip(ltx2_config: dict[str, Any], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    import vtrain_ltx2.validation as validation
+    from vtrain.runner import Runner
+    from vtrain_ltx2.synthetic import clip_specs, write_av_clip
+
+    specs = clip_specs(3)
+    for index, spec in enumerate(specs[:2]):
+        write_av_clip(tmp_path / "train" / f"clip_{index}.mp4", spec, 9, 64, 64).with_suffix(".txt").write_text(spec.caption)
+    write_av_clip(tmp_path / "held" / "held.mp4", specs[2], 9, 64, 64).with_suffix(".txt").write_text(specs[2].caption)
+    common = {"type": "local", "dataset_type": "video", "resolution": 64, "caption_strategy": "textfile",
+              "video": {"num_frames": 9}}
+    backends = [{"id": "train", "instance_data_dir": str(tmp_path / "train"), "cache_dir_vae": str(tmp_path / "c" / "train"),
+                 "repeats": 2, **common},
+                {"id": "held-out", "instance_data_dir": str(tmp_path / "held"), "cache_dir_vae": str(tmp_path / "c" / "held"),
+                 **common},
+                {"id": "text", "type": "local", "dataset_type": "text_embeds", "cache_dir": str(tmp_path / "c" / "text")}]
+    (tmp_path / "data.json").write_text(json.dumps(backends))
+    seen: list[Any] = []
+    original = validation.dataset_first_frame
+
+    def spy(bundle: Any) -> Any:
+        seen.append(bundle.meta["validation_samples"][0]["latents"].clone())
+        return original(bundle)
+
+    monkeypatch.setattr(validation, "dataset_first_frame", spy)
+    config = {**ltx2_config, "data_backend_config": str(tmp_path / "data.json"), "max_train_steps": 1,
+              "train_batch_size": 1, "validation_using_datasets": True, "eval_dataset_id": "held-out",
+              "validation_prompt": "a square", "validation_resolution": "64x64", "validation_num_video_frames": 9,
+              "validation_num_inference_steps": 2, "validation_guidance": 1.0, "disable_benchmark": True}
+    result = Runner.from_config(config).run()
+    assert "held out by eval_dataset_id" in capsys.readouterr().out
+    held_latents = [load_file(str(p))["latents"] for p in (tmp_path / "c" / "held").rglob("*.safetensors")
+                    if "latents" in load_file(str(p))]
+    assert len(seen) == 1 and len(held_latents) == 1 and torch.equal(seen[0], held_latents[0])
+    assert [p.name for p in result.validation] == ["validation-64x64.mp4"]

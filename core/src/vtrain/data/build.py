@@ -258,6 +258,8 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
     slots: list[tuple[int, int]] = []
     lines: list[str] = []
     problems: list[Problem] = []
+    eval_id = config.get("eval_dataset_id")
+    eval_part: DatasetPart | None = None
     for scan in scans:
         backend = scan.backend
         store = CacheStore(backend.cache_dir_vae, compress)
@@ -285,6 +287,13 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
             samples.append(Sample(backend.id, item.path, bucket, key, text_keys[item.caption],
                                   _is_i2v(backend, i2v_default), 0.0 if backend.is_audio else item.fps,
                                   audio_key, reference_key))
+        if eval_id and backend.id == eval_id:  # held out: validation inputs and evaluation loss, never trained on
+            eval_part = DatasetPart(backend.id, samples, store, text_stores[plan.text_backend_for(backend).id], 0, 1.0,
+                                    0.0, sounds, references)
+            lines.append(f"dataset {backend.id!r} ({backend.dataset_type}): {len(samples)} usable, held out by "
+                         "eval_dataset_id (validation inputs, evaluation loss), not trained on")
+            lines.extend(f"  skipped {path}: {reason}" for path, reason in skipped)
+            continue
         copies = 1 + backend.repeats
         by_bucket: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):
@@ -329,13 +338,24 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
                                  backend.repeats, backend.probability, backend.caption_dropout_probability, sounds,
                                  references))
         slots.extend(part_slots)
+    if eval_id and (eval_part is None or not eval_part.samples):
+        problems.append(Problem("eval_dataset_id", f"no usable samples in a dataset called {eval_id!r}" if eval_part
+                                else f"no enabled dataset of data_backend_config is called {eval_id!r}",
+                                f"use one of: {', '.join(s.backend.id for s in scans)}"))
+    elif eval_id and not parts:
+        problems.append(Problem("eval_dataset_id", f"{eval_id!r} is the only dataset, and it is held out: nothing "
+                                "would train", "add a training dataset, or remove eval_dataset_id"))
     for line in lines:
         say(line)
     if problems:
         raise ConfigError(problems)
     for label, report in cache_reports:
         lines.append(f"cache {label}: {report.total} entries ({report.cached_before} reused)")
-    return CachedVideoDataset(parts, slots, empty_key, int(config.get("seed", 0)), lines)
+    dataset = CachedVideoDataset(parts, slots, empty_key, int(config.get("seed", 0)), lines)
+    if eval_part is not None:
+        dataset.eval_dataset = CachedVideoDataset([eval_part], [(0, i) for i in range(len(eval_part.samples))],
+                                                  empty_key, int(config.get("seed", 0)), [])
+    return dataset
 
 
 def _is_i2v(backend: MediaBackend, family_default: bool) -> bool:

@@ -38,7 +38,7 @@ class LTX2Family:
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
                             quantization_exclusions=QUANTIZATION_EXCLUSIONS, i2v_default=False,
-                            audio_sample_rate=sample_rate, audio_channels=channels,
+                            dataset_validation=True, audio_sample_rate=sample_rate, audio_channels=channels,
                             repeated_block_classes=("LTX2VideoTransformerBlock",))
 
     # -- loading -------------------------------------------------------------------------------

@@ -92,6 +92,8 @@ def render(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapp
     variant = bundle.meta.get("validation_variant")
     suffix = f"-{variant}" if variant else ""
     image = Image.open(config.ltx2_validation_image).convert("RGB") if config.ltx2_validation_image else None
+    if image is None and config.get("validation_using_datasets"):
+        image = dataset_first_frame(bundle)
     reference = _reference_video(bundle) if config.ltx2_ic_lora else None
     kind = "ic_lora" if reference is not None else ("i2v" if image is not None else "t2av")
     audio_only = config.ltx2_video == "off"
@@ -141,6 +143,23 @@ def render(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapp
     finally:
         model.train(was_training)
     return artifacts
+
+
+def dataset_first_frame(bundle: ModelBundle) -> Any | None:
+    """``validation_using_datasets``: the first frame of the conditioning sample (of ``eval_dataset_id``, or of
+    the training data), decoded from its cached latents, as a PIL image for image-to-video; None when the
+    sample has no video (an audio-only sample: text-to-audio+video then)."""
+    from PIL import Image
+
+    from vtrain_ltx2.decoding import decode_latents
+
+    samples = bundle.meta.get("validation_samples") or []
+    latents = samples[0].get("latents") if samples else None
+    if latents is None:
+        return None
+    frame = decode_latents(bundle, latents[None, :, :1].to(module_device(bundle.model)))[0, 0]  # (3, H, W)
+    pixels = (frame.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
+    return Image.fromarray(pixels)
 
 
 def side_by_side(reference: Any, clip: Any) -> Any:
