@@ -42,3 +42,22 @@ def test_a_saved_ltx_lora_is_stacked_and_removed(prepared: Any, tmp_path: Path) 
     torch.testing.assert_close(probe(x), plain)
     after = get_peft_model_state_dict(model)
     assert set(after) == set(saved_before) and all(torch.equal(after[k], saved_before[k]) for k in after)
+
+
+def test_validation_using_datasets_conditions_on_the_sample_first_frame(prepared: Any) -> None:
+    import numpy as np
+
+    from vtrain_ltxvideo.decoding import decode_latents
+    from vtrain_ltxvideo.validation import conditioning_image
+
+    runner, bundle = prepared({"validation_using_datasets": True})
+    assert runner.family.traits.dataset_validation
+    channels = runner.family.traits.latent_channels
+    latents = torch.randn(channels, 2, 2, 2, generator=torch.Generator().manual_seed(0))
+    bundle.meta["validation_samples"] = [{"latents": latents}]
+    image = conditioning_image(bundle, runner.config)
+    expected = decode_latents(bundle, latents[None, :, :1])[0, 0].permute(1, 2, 0).numpy()
+    assert image is not None and np.abs(np.asarray(image) / 255.0 - expected).max() < 1 / 255 + 1e-6
+    runner, bundle = prepared()
+    bundle.meta["validation_samples"] = [{"latents": latents}]
+    assert conditioning_image(bundle, runner.config) is None  # not asked for: text-to-video as before
