@@ -19,7 +19,13 @@ from vtrain.data.dataset import CachedVideoDataset, DatasetPart, Sample
 from vtrain.data.geometry import Geometry
 from vtrain.data.media_io import MediaError, load_pixels, probe
 from vtrain.data.scan import ScannedItem, ScanResult, scan_backend
-from vtrain.data.sound import audio_dataset_identity, audio_dataset_job, audio_samples, audio_store, clip_sound_job
+from vtrain.data.sound import (
+    audio_dataset_identity,
+    audio_dataset_job,
+    audio_samples,
+    audio_store,
+    clip_sound_job,
+)
 from vtrain.data.spec import DataPlan, MediaBackend, parse_backends
 from vtrain.errors import ConfigError, Problem
 from vtrain.family import FamilyTraits
