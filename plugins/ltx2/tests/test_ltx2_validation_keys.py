@@ -75,6 +75,7 @@ def test_validation_using_datasets_conditions_on_the_held_out_clip(ltx2_config: 
 
     import vtrain_ltx2.validation as validation
     from vtrain.runner import Runner
+    from vtrain_ltx2.audio_condition import fit_tokens
     from vtrain_ltx2.synthetic import clip_specs, write_av_clip
 
     specs = clip_specs(3)
@@ -97,6 +98,24 @@ def test_validation_using_datasets_conditions_on_the_held_out_clip(ltx2_config: 
         return original(bundle)
 
     monkeypatch.setattr(validation, "dataset_first_frame", spy)
+    import contextlib
+
+    conditioned = validation.audio_conditioned
+    fed: list[tuple[Any, Any, Any]] = []
+
+    @contextlib.contextmanager
+    def watch(pipeline: Any, clean: Any) -> Any:
+        def capture(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+            fed.append((clean.clone(), kwargs["audio_hidden_states"].clone(), kwargs["audio_timestep"].clone()))
+
+        with conditioned(pipeline, clean):
+            handle = pipeline.transformer.register_forward_pre_hook(capture, with_kwargs=True)  # runs after the swap
+            try:
+                yield
+            finally:
+                handle.remove()
+
+    monkeypatch.setattr(validation, "audio_conditioned", watch)
     config = {**ltx2_config, "data_backend_config": str(tmp_path / "data.json"), "max_train_steps": 1,
               "train_batch_size": 1, "validation_using_datasets": True, "eval_dataset_id": "held-out",
               "validation_prompt": "a square", "validation_resolution": "64x64", "validation_num_video_frames": 9,
@@ -107,3 +126,12 @@ def test_validation_using_datasets_conditions_on_the_held_out_clip(ltx2_config: 
                     if "latents" in load_file(str(p))]
     assert len(seen) == 1 and len(held_latents) == 1 and torch.equal(seen[0], held_latents[0])
     assert [p.name for p in result.validation] == ["validation-64x64.mp4"]
+    # audio-conditioned: every transformer call saw the held-out clip's cached sound, clean, at timestep 0
+    held_sound = [load_file(str(p))["audio_latents"] for p in (tmp_path / "c" / "held" / "audio").rglob("*.safetensors")]
+    assert len(held_sound) == 1 and fed and torch.equal(fed[0][0].cpu(), held_sound[0])
+    for clean, hidden, timestep in fed:
+        assert torch.equal(hidden[0].cpu(), fit_tokens(clean, hidden.shape[1]).cpu()) and not timestep.any()
+    import av
+
+    with av.open(str(result.validation[0])) as container:
+        assert container.streams.audio  # the conditioning sound is the output's track
