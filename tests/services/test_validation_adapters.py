@@ -79,7 +79,7 @@ def test_the_adapter_is_applied_during_validation_only(tinyflow_config: dict[str
 
 
 def test_validation_adapter_config_renders_each_run(tinyflow_config: dict[str, Any], make_runner: Any,
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first, second = write_lora(tmp_path / "a", seed=1), write_lora(tmp_path / "b", seed=2)
     runs = {"runs": [{"label": "one", "path": str(first)},
                      {"label": "both", "paths": [str(first), str(second)], "strength": 0.5}]}
@@ -88,6 +88,7 @@ def test_validation_adapter_config_renders_each_run(tinyflow_config: dict[str, A
     run(make_runner, config)
     files = renders(tmp_path / "out")
     assert set(files) == {"step-1/validation-32x32", "step-1/validation-both-32x32"}
+    assert "validation adapters (adapter_only): one (" in capsys.readouterr().out
     assert np.abs(files["step-1/validation-32x32"] - files["step-1/validation-both-32x32"]).mean() > 1e-4
 
 
@@ -105,3 +106,14 @@ def test_bad_validation_adapter_settings_are_refused(tinyflow_config: dict[str, 
     with pytest.raises(ConfigError) as error:
         make_runner({**tinyflow_config, **extra}).run()
     assert key in str(error.value) and text in str(error.value)
+
+
+def test_sources_in_simpletuner_form(tmp_path: Path) -> None:
+    from vtrain.services.validation_adapters import split_source
+
+    lora = write_lora(tmp_path / "loras")
+    assert split_source("Lightricks/LTX-2-19b-distilled-lora-384:ltx-2-19b-distilled-lora-384.safetensors") == (
+        "Lightricks/LTX-2-19b-distilled-lora-384", "ltx-2-19b-distilled-lora-384.safetensors")
+    assert split_source("org/repo") == ("org/repo", None)
+    assert split_source(str(lora)) == (str(lora.parent), "fast.safetensors")
+    assert split_source(str(lora.parent)) == (str(lora.parent), None)

@@ -183,12 +183,13 @@ def on_run_start(run: RunContext) -> None:
 
 @hookimpl
 def describe_run(run: RunContext) -> list[str] | None:
-    service = _state.lookup(run.bundle, NAME)
-    if service is None:
+    mode = run.config.validation_adapter_mode
+    runs = parse_runs(run.config) if mode != "none" else []
+    if not runs:
         return None
     labels = ", ".join(f"{r.label} ({' + '.join(a.source + (':' + a.weight_name if a.weight_name else '') for a in r.adapters)})"
-                       for r in service.runs)
-    return [f"validation adapters ({service.mode}): {labels}; applied during validation only, never trained or saved"]
+                       for r in runs)
+    return [f"validation adapters ({mode}): {labels}; applied during validation only, never trained or saved"]
 
 
 class _Service:
