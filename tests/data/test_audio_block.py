@@ -255,3 +255,13 @@ def test_eval_dataset_id_holds_a_dataset_out(clips: Path, tmp_path: Path) -> Non
     assert any("held out by eval_dataset_id" in m for m in messages)
     with pytest.raises(ConfigError, match="eval_dataset_id.*no enabled dataset of data_backend_config is called 'nope'"):
         build_datasets(make_config(config["data_backend_config"], eval_dataset_id="nope"), ctx)
+
+
+def test_a_family_without_audio_says_the_audio_block_has_no_effect(clips: Path, tmp_path: Path) -> None:
+    from data.helpers import build as build_plain
+
+    messages: list[str] = []
+    entry = video_backend(clips, tmp_path, audio={"channels": 1}, repeats=2)
+    build_plain(str(write_backends(tmp_path / "b.json", [entry, text_backend(tmp_path)])), messages=messages)
+    assert any("this family takes no audio: the dataset's audio block and s2v_datasets have no effect" in m
+               for m in messages)

@@ -26,7 +26,7 @@ from vtrain.data.sound import (
     audio_store,
     clip_sound_job,
 )
-from vtrain.data.spec import DataPlan, MediaBackend, parse_backends
+from vtrain.data.spec import AudioSection, DataPlan, MediaBackend, parse_backends
 from vtrain.errors import ConfigError, Problem
 from vtrain.family import FamilyTraits
 
@@ -329,6 +329,8 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
             lines.append(f"  sound: {len(samples) - len(silent)} clip(s) with sound{origin}, {len(silent)} without "
                          "(trained video-only)")
             lines.extend(f"    no sound {path}: {reason}" for path, reason in silent)
+        if not audio_rate and backend.is_video and (backend.audio != AudioSection() or backend.s2v_datasets):
+            lines.append("  sound: this family takes no audio: the dataset's audio block and s2v_datasets have no effect")
         if audio_rate and backend.is_video and not backend.takes_sound:
             lines.append("  sound: not read (audio.auto_split is false): the dataset trains video only")
         if scan.filtered or backend.audio.min_duration_seconds is not None or backend.audio.max_duration_seconds is not None:
