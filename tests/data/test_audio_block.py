@@ -265,3 +265,16 @@ def test_a_family_without_audio_says_the_audio_block_has_no_effect(clips: Path, 
     build_plain(str(write_backends(tmp_path / "b.json", [entry, text_backend(tmp_path)])), messages=messages)
     assert any("this family takes no audio: the dataset's audio block and s2v_datasets have no effect" in m
                for m in messages)
+
+
+def test_audio_keys_without_effect_on_a_video_dataset_are_noted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from vtrain.data.spec import parse_backends
+
+    (tmp_path / "data").mkdir()
+    entry = {"id": "v", "type": "local", "dataset_type": "video", "instance_data_dir": str(tmp_path / "data"),
+             "cache_dir_vae": str(tmp_path / "c"), "audio": {"duration_interval": 3.0, "source_from_video": True}}
+    with caplog.at_level("WARNING", logger="vtrain.data"):
+        plan = parse_backends([entry, text_backend(tmp_path)], None)
+    notes = caplog.text
+    assert "'v'.audio.duration_interval: accepted, no effect in vtrain" in notes and "audio.source_from_video" in notes
+    assert plan.media[0].audio.duration_interval is None  # not read: the sound follows the frames used

@@ -33,7 +33,6 @@ _NO_EFFECT_ON_VIDEO = {
     **_NO_EFFECT_EVERYWHERE,
     "duration_interval": "a video dataset's sound is cut to exactly the frames each clip trains on (video.num_frames)",
     "truncation_mode": "a video dataset's sound is cut to exactly the frames each clip trains on, from the first",
-    "audio_only": "",  # refused below with the fix
 }
 _NO_EFFECT_ON_AUDIO = {
     **_NO_EFFECT_EVERYWHERE,
@@ -85,12 +84,13 @@ def parse_audio_section(check: Checker, section: Any, where: str, dataset_type: 
         check.add(where, f"a {dataset_type} dataset has no sound", 'remove the audio block')
         return AudioSection()
     no_effect = _NO_EFFECT_ON_VIDEO if dataset_type == "video" else _NO_EFFECT_ON_AUDIO
-    known = {k: v for k, v in _AUDIO_KEYS.items() if not no_effect.get(k)}
-    if dataset_type == "video" and "audio_only" in section:
+    misplaced = {"audio_only"} if dataset_type == "video" else set()
+    if "audio_only" in section and misplaced:
         check.add(f"{where}.audio_only", "audio_only belongs on an audio dataset (sound files without video)",
                   'put the sound files in a dataset with "dataset_type": "audio" and "audio": {"audio_only": true}')
-    unknown_keys(check, {k: v for k, v in section.items() if k != "audio_only" or dataset_type != "video"}, known,
-                 where, no_effect={k: v for k, v in no_effect.items() if v}, refused={})
+    known = {k: v for k, v in _AUDIO_KEYS.items() if k not in no_effect and k not in misplaced}
+    unknown_keys(check, {k: v for k, v in section.items() if k not in misplaced}, known, where, no_effect=no_effect,
+                 refused={})
     values = {k: check.value(section, k, kind, where) for k, kind in known.items() if k in section}
     strategy = values.get("bucket_strategy") or "duration"
     if strategy != "duration":
@@ -108,7 +108,7 @@ def parse_audio_section(check: Checker, section: Any, where: str, dataset_type: 
                                                                              "max_duration_seconds"):
         check.add(f"{where}.max_duration_seconds", f"max_duration_seconds {high:g} is below min_duration_seconds {low:g}")
     return AudioSection(
-        auto_split=bool(values.get("auto_split", True)) if values.get("auto_split") is not None else True,
+        auto_split=values.get("auto_split") is not False,
         sample_rate=values.get("sample_rate"), channels=values.get("channels"), duration_interval=interval,
         min_duration_seconds=low, max_duration_seconds=high, truncation_mode=mode,
         audio_only=bool(values.get("audio_only", False)), allow_zero_audio=bool(values.get("allow_zero_audio", False)))
