@@ -278,3 +278,21 @@ def test_audio_keys_without_effect_on_a_video_dataset_are_noted(tmp_path: Path, 
     notes = caplog.text
     assert "'v'.audio.duration_interval: accepted, no effect in vtrain" in notes and "audio.source_from_video" in notes
     assert plan.media[0].audio.duration_interval is None  # not read: the sound follows the frames used
+
+
+def test_both_decoders_take_every_nth_frame(tmp_path: Path) -> None:
+    from vtrain.data import media_io
+    from vtrain.data.geometry import Geometry
+
+    source = write_clip(tmp_path / "fast.mp4", 64, 64, 20, fps=48, seed=4)
+    info = probe(source, True)
+    every = media_io.load_pixels(source, info, Geometry(19, (64, 64), (0, 0, 64, 64), (64, 64)))
+    strided = Geometry(10, (64, 64), (0, 0, 64, 64), (64, 64), step=2)
+    by_pyav = media_io._fill(media_io._output(strided), media_io._pyav_chunks(source, strided), strided, source)
+    torch.testing.assert_close(by_pyav, every[::2])
+    if media_io.video_decoder() == "decord":
+        by_decord = media_io._fill(media_io._output(strided), media_io._decord_chunks(source, strided), strided, source)
+        torch.testing.assert_close(by_decord, every[::2])
+    with pytest.raises(media_io.MediaError, match="truncated|needed"):
+        too_long = Geometry(11, (64, 64), (0, 0, 64, 64), (64, 64), step=2)  # frame 20 does not exist
+        media_io._fill(media_io._output(too_long), media_io._pyav_chunks(source, too_long), too_long, source)
