@@ -88,7 +88,7 @@ class TokenRouter:
         self._pending: dict[int, tuple[Any, Any] | None] = {}
         self._handles: list[Any] = []
         self._blocks = 0
-        self._work: list[float] = []  # per block call of the active forward: kept / all tokens
+        self._work: list[float] | None = None  # per routed block call of the last training forward: kept / all
 
     def install(self, model: Any, blocks: Any) -> None:
         """Hook ``model`` (to start each forward) and the blocks of every route."""
@@ -114,7 +114,7 @@ class TokenRouter:
     @contextlib.contextmanager
     def training_forward(self) -> Iterator[None]:
         """Route the forwards inside (only those with gradients on and the model in training mode)."""
-        self.active, self._work = True, []
+        self.active, self._work = True, None
         try:
             yield
         finally:
@@ -122,7 +122,7 @@ class TokenRouter:
 
     def token_share(self) -> float | None:
         """Share of the block-token work the last routed forward did (1.0: nothing skipped); None if none ran."""
-        if not self._work or not self._blocks:
+        if self._work is None or not self._blocks:
             return None
         routed = len(self._work)
         return (sum(self._work) + (self._blocks - routed)) / self._blocks
@@ -157,7 +157,7 @@ class TokenRouter:
                 return None
             args, kwargs = self.family.subset_block_inputs(block, args, kwargs, token_taker(index, tokens.shape[1]))
             self._pending[id(block)] = (tokens, index)
-            if self.active:
+            if self.active and self._work is not None:
                 self._work.append(index.shape[1] / tokens.shape[1])
             return args, kwargs
 
