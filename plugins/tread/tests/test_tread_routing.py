@@ -113,7 +113,7 @@ def test_a_routed_block_computes_the_block_on_the_kept_tokens() -> None:
     seen: dict[str, Any] = {}
     # a pre-hook added before the router's: sees the block's full inputs
     block._forward_pre_hooks.move_to_end(
-        block.register_forward_pre_hook(lambda _m, a, k: seen.setdefault("inputs", (a, dict(k))), with_kwargs=True).id,
+        block.register_forward_pre_hook(lambda _m, a, k: seen.setdefault("inputs", (a, dict(k))) and None, with_kwargs=True).id,
         last=False)
     block.register_forward_hook(lambda _m, _a, out: seen.setdefault("output", out.detach().clone()))
     model.train()
