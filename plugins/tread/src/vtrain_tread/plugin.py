@@ -35,7 +35,7 @@ def add_options(registry: Any) -> None:
         '{"routes": [{"selection_ratio": 0.5, "start_layer_idx": 2, "end_layer_idx": -2}]}; selection_ratio is '
         "the share that skips (in [0, 1)), both indices are routed, negative ones count from the last block. "
         "Validation and the evaluation loss are never routed. See docs/tread.md.",
-        category="speed")
+        category="tread")
 
 
 @hookimpl
