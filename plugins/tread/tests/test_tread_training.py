@@ -123,3 +123,10 @@ def test_a_family_without_token_routing_is_refused(tinyflow_config: dict[str, An
     [problem] = [p for p in caught.value.problems if p.where.endswith("tread_config")]
     assert "'tinyflow' family does not offer token routing" in problem.message
     assert "ltxvideo, ltx2" in problem.fix
+
+
+def test_without_the_plugin_the_key_names_the_distribution(tinyflow_config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Runner.from_config({**tinyflow_config, "tread_config": _route(0.5, 0, 1)}, blocked=["tread"])
+    [problem] = [p for p in caught.value.problems if p.where.endswith("tread_config")]
+    assert "vtrain-tread" in problem.message and "pip install vtrain-tread" in problem.fix
