@@ -130,3 +130,48 @@ def test_without_the_plugin_the_key_names_the_distribution(tinyflow_config: dict
         Runner.from_config({**tinyflow_config, "tread_config": _route(0.5, 0, 1)}, blocked=["tread"])
     [problem] = [p for p in caught.value.problems if p.where.endswith("tread_config")]
     assert "vtrain-tread" in problem.message and "pip install vtrain-tread" in problem.fix
+
+
+def test_crepa_captures_a_routed_block(tread_ltx_config: dict[str, Any], tmp_path: Path) -> None:
+    """CREPA on a block inside the route sees the full token sequence (skipped tokens with their pre-route
+    states) and both terms train."""
+    pytest.importorskip("vtrain_crepa")
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    encoder = tmp_path / "tiny-dinov2"
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, patch_size=4,
+                             image_size=16)).save_pretrained(encoder)
+    rows, _ = _run(tread_ltx_config, tmp_path / "out", max_train_steps=2, tread_config=_route(0.5, 1, 2),
+                   crepa_enabled=True, crepa_block_index=1, crepa_encoder=str(encoder), crepa_encoder_image_size=16)
+    assert len(rows) == 2
+    assert all("loss/crepa" in row and row["tread_token_share"] == pytest.approx(0.75) for row in rows)
+
+
+def test_rollout_forwards_are_not_routed(tread_ltx_config: dict[str, Any], tmp_path: Path) -> None:
+    """Rollout's own denoising forwards (before the training forward) see every token; the training
+    forward is routed."""
+    pytest.importorskip("vtrain_rollout")
+    from vtrain.hookspecs import hookimpl
+
+    counts: list[tuple[bool, int]] = []
+
+    class Spy:
+        @hookimpl
+        def on_run_start(self, run: Any) -> None:
+            import torch
+
+            def count(_block: Any, args: Any, kwargs: Any) -> None:
+                hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+                counts.append((torch.is_grad_enabled(), int(hidden.shape[1])))
+
+            run.bundle.model.transformer_blocks[1].register_forward_pre_hook(count, with_kwargs=True)
+
+    runner = Runner.from_config({**tread_ltx_config, "output_dir": str(tmp_path / "out"), "max_train_steps": 2,
+                                 "tread_config": _route(0.5, 1, 2), "scheduled_sampling_max_step_offset": 3,
+                                 "scheduled_sampling_probability": 1.0},
+                                plugins=[SyntheticDataPlugin(count=4, frames=9), Spy()])
+    runner.run()
+    assert {tokens for grad, tokens in counts if not grad} == {8}  # rollout: no gradients, every token
+    assert {tokens for grad, tokens in counts if grad} == {4}  # training forwards: half of 8
