@@ -175,3 +175,10 @@ def test_rollout_forwards_are_not_routed(tread_ltx_config: dict[str, Any], tmp_p
     runner.run()
     assert {tokens for grad, tokens in counts if not grad} == {8}  # rollout: no gradients, every token
     assert {tokens for grad, tokens in counts if grad} == {4}  # training forwards: half of 8
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_empty_or_null_tread_config_is_off(tread_ltx_config: dict[str, Any], value: Any) -> None:
+    runner = Runner.from_config({**tread_ltx_config, "tread_config": value})
+    bundle = runner.hooks.load_model(runner.config, runner.family)
+    assert "tread" not in bundle.meta

@@ -20,7 +20,7 @@ from collections.abc import Generator
 from typing import Any
 
 from vtrain.hookspecs import hookimpl
-from vtrain_tread.settings import KEY
+from vtrain_tread.settings import KEY, is_set
 
 META_KEY = "tread"  # bundle.meta[META_KEY] holds the TokenRouter
 CAPABILITY = ("token_routing_blocks", "block_tokens", "subset_block_inputs", "replace_block_tokens")
@@ -40,7 +40,7 @@ def add_options(registry: Any) -> None:
 
 @hookimpl
 def validate_config(config: Any, family: Any, problems: Any) -> None:
-    if config.tread_config is None:
+    if not is_set(config.tread_config):
         return
     from vtrain_tread.settings import TreadConfigError, parse
 
@@ -60,7 +60,7 @@ def validate_config(config: Any, family: Any, problems: Any) -> None:
 @hookimpl(wrapper=True)
 def load_model(config: Any, family: Any) -> Generator[None, Any, Any]:
     bundle = yield
-    if bundle is not None and config.tread_config is not None:
+    if bundle is not None and is_set(config.tread_config):
         from vtrain.errors import ConfigError, Problem
         from vtrain_tread.router import TokenRouter
         from vtrain_tread.settings import TreadConfigError, parse, resolve
@@ -78,7 +78,7 @@ def load_model(config: Any, family: Any) -> Generator[None, Any, Any]:
 
 @hookimpl(wrapper=True)
 def compute_loss(bundle: Any, batch: dict[str, Any], config: Any, state: Any) -> Generator[None, Any, Any]:
-    router = bundle.meta.get(META_KEY) if config.tread_config is not None else None
+    router = bundle.meta.get(META_KEY) if is_set(config.tread_config) else None
     if router is None:
         return (yield)
     with router.training_forward():

@@ -171,6 +171,7 @@ class TokenRouter:
 
         def scatter(kept: torch.Tensor) -> torch.Tensor:
             positions = index[:, :, None].expand(-1, -1, kept.shape[-1])
-            return tokens.scatter(1, positions, kept.to(tokens.dtype))
+            # the block's output dtype (under autocast it may differ from the input's), as without routing
+            return tokens.to(kept.dtype).scatter(1, positions, kept)
 
         return self.family.replace_block_tokens(block, output, scatter)

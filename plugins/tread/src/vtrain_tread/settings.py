@@ -59,6 +59,11 @@ class Route:
         return max(1, tokens - int(round(tokens * self.selection_ratio)))
 
 
+def is_set(value: Any) -> bool:
+    """Whether ``tread_config`` asks for routing: unset, null and an empty string mean off."""
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
 def load(value: Any) -> dict[str, Any]:
     """The ``tread_config`` object: ``value`` itself, or the JSON file a string names."""
     if isinstance(value, dict):
