@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_benchmark_runs_and_reports(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the script sets it on the CPU: restored afterwards
     import bench_tread
 
     monkeypatch.setattr(sys, "argv", ["bench_tread.py", "--layers", "4", "--frames", "9", "--height", "64",
