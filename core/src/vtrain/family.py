@@ -309,7 +309,7 @@ class VelocityPredictor(Protocol):
 class TokenRouting(Protocol):
     """Optional family capability: run only a subset of the denoiser's tokens through some of its blocks.
 
-    Used by token routers such as TREAD (plugin ``tread``). The router hooks blocks of
+    Used by token routers such as TREAD. The router hooks blocks of
     ``token_routing_blocks``; for a routed block call it reads the routed token sequence with
     ``block_tokens``, lets ``subset_block_inputs`` cut that sequence and every token-aligned side input
     (rotary positions, per-token modulation, attention masks over those tokens) to the kept tokens, and

@@ -69,7 +69,7 @@ def load_model(config: Any, family: Any) -> Generator[None, Any, Any]:
         try:
             routes = resolve(parse(config.tread_config), len(blocks))
         except TreadConfigError as exc:
-            raise ConfigError([Problem(KEY, exc.message, exc.fix)]) from None
+            raise ConfigError([Problem(f"{config.source(KEY)}: {KEY}", exc.message, exc.fix)]) from None
         router = TokenRouter(family, routes)
         router.install(bundle.model, blocks)
         bundle.meta[META_KEY] = router
