@@ -182,3 +182,25 @@ def test_empty_or_null_tread_config_is_off(tread_ltx_config: dict[str, Any], val
     runner = Runner.from_config({**tread_ltx_config, "tread_config": value})
     bundle = runner.hooks.load_model(runner.config, runner.family)
     assert "tread" not in bundle.meta
+
+
+@pytest.mark.parametrize("extra", ["lycoris", "int8-quanto"])
+def test_routing_with_lycoris_or_a_quantised_base(tread_ltx_config: dict[str, Any], tmp_path: Path,
+                                                  extra: str) -> None:
+    if extra == "lycoris":
+        settings = tmp_path / "lycoris.json"
+        settings.write_text(json.dumps({"algo": "lokr", "multiplier": 1.0, "linear_dim": 4, "linear_alpha": 2,
+                                        "factor": 4}))
+        overrides: dict[str, Any] = {"lora_type": "lycoris", "lycoris_config": str(settings)}
+    else:
+        pytest.importorskip("vtrain_quant")
+        pytest.importorskip("optimum.quanto")
+        overrides = {"base_model_precision": "int8-quanto"}
+    base = {k: v for k, v in tread_ltx_config.items() if not (extra == "lycoris" and k == "lora_target")}
+    runner = Runner.from_config({**base, "output_dir": str(tmp_path / "out"), "max_train_steps": 2,
+                                 "tread_config": _route(0.5, 1, 2), **overrides},
+                                plugins=[SyntheticDataPlugin(count=4, frames=9)])
+    result = runner.run()
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").open()]
+    assert result.steps == 2
+    assert [row["tread_token_share"] for row in rows] == [0.75, 0.75]
