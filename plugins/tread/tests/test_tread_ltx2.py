@@ -126,3 +126,23 @@ def test_ltx2_training_with_tread_runs_to_the_end(ltx2_tiny_dir: Any, tmp_path: 
     assert result.steps == 2
     assert [row["tread_token_share"] for row in rows] == [0.5, 0.5]  # 4 of 8 video tokens in both blocks
     assert all("loss/audio_flow" in row for row in rows)  # the audio stream still trains
+
+
+@pytest.mark.parametrize("mode, overrides, scale, share", [
+    ("ic_lora", {"ltx2_ic_lora": True}, 2, 0.5),  # 8 video + 2 reference tokens, 5 kept in both blocks
+    ("audio_only", {"ltx2_video": "off"}, 0, 1.0),  # a single placeholder video token: nothing to route
+])
+def test_ltx2_modes_with_tread(ltx2_tiny_dir: Any, tmp_path: Any, mode: str, overrides: dict[str, Any], scale: int,
+                               share: float) -> None:
+    import json
+
+    from vtrain.runner import Runner
+    from vtrain_ltx2.synthetic import SyntheticAVPlugin
+    from vtrain_ltx2.testing import tiny_ltx2_config
+
+    tread = {"routes": [{"selection_ratio": 0.5, "start_layer_idx": 0, "end_layer_idx": -1}]}
+    config = tiny_ltx2_config(ltx2_tiny_dir, tmp_path / "out", max_train_steps=2, tread_config=tread, **overrides)
+    result = Runner.from_config(config, plugins=[SyntheticAVPlugin(count=2, frames=9, reference_scale=scale)]).run()
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").open()]
+    assert result.steps == 2, mode
+    assert [row["tread_token_share"] for row in rows] == [share, share], mode
