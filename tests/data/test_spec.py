@@ -45,9 +45,21 @@ def test_every_problem_names_the_dataset_and_key(tmp_path: Path) -> None:
                      "dataset 'clips'.crop_stlye: unknown key", "did you mean crop_style",
                      "dataset 'clips'.video.bucket_strategy: unknown bucket_strategy 'frames'",
                      "dataset 'stills'.instance_data_dir: folder not found",
-                     "dataset 'stills'.cache_dir_vae: missing", "dataset 'stills'.repeats: must be at least 0",
+                     "dataset 'stills'.repeats: must be at least 0",
                      "dataset 'clips'.id: the id is used twice", "no enabled text_embeds dataset"]:
         assert expected in text, (expected, text)
+    assert "cache_dir_vae" not in text
+
+
+def test_a_dataset_without_cache_dir_vae_caches_where_simpletuner_examples_do(tmp_path: Path,
+                                                                               caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "v").mkdir()
+    entry = video_backend(tmp_path, tmp_path, instance_data_dir=str(tmp_path / "v"))
+    del entry["cache_dir_vae"]
+    with caplog.at_level("WARNING", logger="vtrain.data"):
+        plan = parse_backends([entry, text_backend(tmp_path)], make_config(None, model_family="tinyflow"))
+    assert plan.media[0].cache_dir_vae == Path("cache/vae/tinyflow") / plan.media[0].id
+    assert "cache_dir_vae: not set, so the latents are cached in cache/vae/tinyflow/" in caplog.text
 
 
 def test_min_frames_below_num_frames_needs_resolution_frames(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ the dataset id and the key, so the user fixes the whole file in one go.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -281,9 +282,11 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
         check.add(f"{where}.instance_data_dir", f"folder not found: {data_dir}",
                   "check the path (relative paths start at the current directory)")
     cache_dir = values.get("cache_dir_vae")
-    if not cache_dir:
-        check.add(f"{where}.cache_dir_vae", "missing: where the encoded latents are cached",
-                  f'"cache_dir_vae": "cache/vae/{ident}"')
+    if not cache_dir:  # SimpleTuner's quick-starts may leave it out; its examples' layout, from the current dir
+        family = config["model_family"] if config is not None and "model_family" in config else None
+        cache_dir = f"cache/vae/{family or 'default'}/{ident}"
+        logging.getLogger("vtrain.data").warning("%s.cache_dir_vae: not set, so the latents are cached in %s "
+                                                 "(set it to choose)", where, cache_dir)
     resolution_type = values.get("resolution_type") or _global(config, "resolution_type", None) or "pixel_area"
     if resolution_type not in RESOLUTION_TYPES:
         check.add(f"{where}.resolution_type", f"unknown resolution_type {resolution_type!r}",
