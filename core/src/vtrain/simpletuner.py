@@ -35,7 +35,8 @@ NO_EFFECT: dict[str, str] = {
     "logging_dir": "vtrain writes metrics.jsonl and run_info.json under output_dir, and tracker files where the tracker puts them",
     "vae_dtype": "the VAE runs in base_model_default_dtype (it is frozen; its latents are cached in fp32)",
     "framerate": "vtrain reads each clip's frame rate from the file (the family's default rate for still images)",
-    "model_flavour": "vtrain loads the model named by pretrained_model_name_or_path; in SimpleTuner a flavour only picks that path",
+    "model_flavour": "this family has no flavours: vtrain loads the model named by pretrained_model_name_or_path "
+                     "(in SimpleTuner a flavour only picks that path); families that have them (ltx2) declare the key",
     "seed_for_each_device": "vtrain always seeds each process with seed + its index (SimpleTuner's default, true)",
     "local_rank": _LAUNCHER, "machine_rank": _LAUNCHER, "main_process_ip": _LAUNCHER, "main_process_port": _LAUNCHER,
     "num_machines": _LAUNCHER, "num_processes": _LAUNCHER, "accelerate_config": _LAUNCHER,
@@ -119,9 +120,10 @@ REFUSED: dict[str, str] = {
     "custom_tracker": "write a tracker plugin (see docs/writing-a-tracker.md)",
 }
 
-#: SimpleTuner settings sections that belong to other model families.
-OTHER_FAMILY_SECTIONS = ("ace_step", "cosmos3", "deepfloyd", "flux", "hidream", "ideogram", "krea2", "ltxvideo2",
-                         "minimaxh3", "minimaxmusic", "pixart", "sana", "sd3", "sdxl", "wan")
+#: SimpleTuner settings sections that belong to one model family. A family claims its own through
+#: ``FamilyTraits.simpletuner_sections``; for every other family they are another family's settings.
+OTHER_FAMILY_SECTIONS = ("ace_step", "cosmos3", "deepfloyd", "flux", "hidream", "ideogram", "krea2", "ltx",
+                         "ltxvideo2", "minimaxh3", "minimaxmusic", "pixart", "sana", "sd3", "sdxl", "wan")
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,9 @@ def _same(value: Any, default: Any) -> bool:
     return text == str(default).strip().lower()
 
 
-def classify(key: str, value: Any) -> Verdict:
-    """Read ``key`` (not a declared vtrain key) set to ``value`` as SimpleTuner would."""
+def classify(key: str, value: Any, own_sections: tuple[str, ...] = ()) -> Verdict:
+    """Read ``key`` (not a declared vtrain key) set to ``value`` as SimpleTuner would; ``own_sections`` are the
+    SimpleTuner sections the selected family claims (their keys are not another family's)."""
     if key in ALIASES:
         return Verdict("alias", target=ALIASES[key])
     if key == "flow_use_uniform_schedule":
@@ -167,7 +170,7 @@ def classify(key: str, value: Any) -> Verdict:
     if known is None:
         return Verdict("unknown")
     section, default = known
-    if section in OTHER_FAMILY_SECTIONS:
+    if section in OTHER_FAMILY_SECTIONS and section not in own_sections:
         if _same(value, default):
             return Verdict("notice", reason=f"a setting of SimpleTuner's {section} models, left at its default")
         return Verdict("refuse", reason=f"a setting of SimpleTuner's {section} models; it does not apply to this family",

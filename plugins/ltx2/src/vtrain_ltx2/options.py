@@ -25,6 +25,7 @@ LORA_TARGET_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 OPTION_KEYS = (
+    "model_flavour",
     "ltx2_transformer_path",
     "ltx2_vae_path",
     "ltx2_audio_vae_path",
@@ -45,7 +46,15 @@ OPTION_KEYS = (
 
 def declare_options(registry: Any) -> None:
     """Declare every ltx2 key (the catalog lists the ``ltx2_`` prefix for ``vtrain-ltx2``)."""
+    from vtrain_ltx2.flavours import CHOICES
+
     own = {"families": (FAMILY,), "category": "ltx2"}
+    registry.add("model_flavour", "str", None,
+                 "SimpleTuner's LTX-2 variant: dev (default), dev-fp8, dev-fp4 (refused: NVFP4), 2.3-dev, 2.3-distilled, "
+                 "2.5-dev, 2.5-distilled (2 / 2.0 / 2.5 as SimpleTuner reads them). It picks the combined single-file "
+                 "checkpoint when pretrained_model_name_or_path is a .safetensors file, a folder holding one or a hub "
+                 "repo holding one, the hub repo when that is unset, and must match the loaded layout.",
+                 choices=CHOICES, **own)
     registry.add("ltx2_transformer_path", "str", None,
                  "Folder (diffusers layout, with or without a transformer/ subfolder) or single-file checkpoint of the "
                  "LTX-2 transformer; unset: pretrained_model_name_or_path.", **own)
@@ -76,7 +85,9 @@ def declare_options(registry: Any) -> None:
     registry.add("ltx2_i2v_probability", "float", 0.1,
                  "Image-to-video: the probability that a sample's first latent frame is given clean (per-token "
                  "timestep 0, out of the loss); 0.1 as ltx-trainer's first_frame_conditioning_p, so one LoRA serves "
-                 "text- and image-to-video. Only while the video is generated.", minimum=0, maximum=1, **own)
+                 "text- and image-to-video (SimpleTuner's ltx2_first_frame_conditioning_probability, default 0 "
+                 "there). Only while the video is generated.", minimum=0, maximum=1,
+                 aliases=("ltx2_first_frame_conditioning_probability",), **own)
     registry.add("ltx2_extension_frames", "int", 0,
                  "Video extension: this many latent frames at ltx2_extension_from are given clean (timestep 0, out "
                  "of the loss); the model learns to continue them.", minimum=0, **own)

@@ -54,7 +54,8 @@ class LTXVideoFamily:
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
                             i2v_default=i2v_default, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
                             unmasked_attention=UNMASKED_ATTENTION, recommended_defaults=defaults,
-                            repeated_block_classes=("LTXVideoTransformerBlock",), empty_weight_loading=True)
+                            repeated_block_classes=("LTXVideoTransformerBlock",), empty_weight_loading=True,
+                            simpletuner_sections=("ltx",))
 
     # -- loading -------------------------------------------------------------------------------
 
