@@ -40,8 +40,6 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
             "validation_decode_timestep",
             "validation_decode_noise_scale",
             "vae_latent_sampling",
-            "vae_enable_slicing",
-            "vae_enable_tiling",
         ),
     ),
     KnownDistribution(
@@ -66,6 +64,8 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
             "group_offload_use_stream",
             "group_offload_to_disk_path",
             "enable_model_cpu_offload",
+            "musubi_blocks_to_swap",
+            "musubi_block_swap_device",
             "attention_mechanism",
             "torch_compile",
             "torch_compile_mode",

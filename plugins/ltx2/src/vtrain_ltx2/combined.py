@@ -69,7 +69,6 @@ def original_audio_vae_key(name: str) -> str:
 def write_combined_checkpoint(model_dir: str | Path, path: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write the transformer, video VAE and audio VAE of the diffusers folder ``model_dir`` as one combined
     checkpoint in ltx-core naming (weights cast to ``dtype`` when given, as the fp8 variant stores them)."""
-    import torch
     from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
     from safetensors.torch import save_file
 

@@ -47,7 +47,10 @@ class LTX2Family:
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
         from vtrain.family import ModelBundle, base_dtype_name
+        from vtrain.vae_memory import apply_vae_memory, note_once
         from vtrain_ltx2 import loading
+        from vtrain_ltx2.flavours import check_version
+        from vtrain_ltx2.flavours import describe as describe_source
 
         dtype = loading.torch_dtype(base_dtype_name(config))
         transformer = loading.load_transformer(config, dtype)
@@ -57,6 +60,7 @@ class LTX2Family:
         connectors = loading.load_connectors(config, dtype)
         tokenizer, text_encoder = loading.load_text_encoder(config, dtype)
         scheduler = loading.load_scheduler(config)
+        note_once(config, [*apply_vae_memory(vae, config, "video VAE"), *apply_vae_memory(audio_vae, config, "audio VAE")])
         for module in (transformer, vae, audio_vae, vocoder, connectors, text_encoder):
             module.requires_grad_(False)
             if module is not transformer:
@@ -64,8 +68,6 @@ class LTX2Family:
         layout = loading.detect_layout(transformer, connectors, vocoder)
         source = loading.base_source(config)
         if config.get("model_flavour"):
-            from vtrain_ltx2.flavours import check_version
-
             check_version(source.flavour, layout.variant, source)
         self.traits = self._traits(int(vae.config.latent_channels), int(audio_vae.config.sample_rate),
                                    int(audio_vae.config.in_channels))
@@ -73,6 +75,7 @@ class LTX2Family:
                 "spatial_compression": int(vae.spatial_compression_ratio),
                 "temporal_compression": int(vae.temporal_compression_ratio),
                 "latent_channels": int(vae.config.latent_channels), "source": source.checkpoint or source.base,
+                "flavour": describe_source(source) if config.get("model_flavour") else None,
                 "audio_sample_rate": int(audio_vae.config.sample_rate),
                 # the keys that change cached latents / text embeddings besides the core's identity keys
                 "cache_identity": {"vae": {key: str(config.get(key)) for key in ("ltx2_vae_path", "ltx2_audio_vae_path")},

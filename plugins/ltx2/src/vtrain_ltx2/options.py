@@ -17,7 +17,10 @@ LORA_TARGET_GROUPS: dict[str, str] = {
     "cross_modal_attention": rf"transformer_blocks\.\d+\.(audio_to_video_attn|video_to_audio_attn)\.{_PROJ}",
     "video_ff": r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)",
     "audio_ff": r"transformer_blocks\.\d+\.audio_ff\.net\.(0\.proj|2)",
+    "audio_projections": r"audio_proj_in|audio_proj_out|audio_caption_projection\.linear_[12]",
 }
+# What joins the default targets when the data has sound (SimpleTuner's additional ltxvideo2 audio targets).
+AUDIO_DEFAULT_GROUPS = ("audio_projections", "audio_ff")
 LORA_TARGET_ALIASES: dict[str, tuple[str, ...]] = {
     "attention": ("video_attention", "audio_attention", "cross_modal_attention"),
     "feed_forward": ("video_ff", "audio_ff"),
@@ -71,7 +74,10 @@ def declare_options(registry: Any) -> None:
                  "multiple of the connectors' learnable registers.", minimum=1, maximum=4096, **own)
     registry.add("ltx2_lora_targets", "list", ["attention"],
                  "LoRA target groups (comma list): video_attention, audio_attention, cross_modal_attention, video_ff, "
-                 "audio_ff, or the aliases attention, feed_forward, all. Matched exactly (regex), never by suffix.",
+                 "audio_ff, audio_projections (audio input/output and caption projections), or the aliases attention, "
+                 "feed_forward, all. Matched exactly (regex), never by suffix. Left unset, audio_projections and "
+                 "audio_ff join the default when the data has sound (as SimpleTuner does); peft_lora_target_modules "
+                 "replaces the groups.",
                  **own)
     registry.add("ltx2_video", "str", "generated",
                  "The video modality: generated (noised, in the loss), frozen (clean, sigma 0, out of the loss, still "
