@@ -75,7 +75,7 @@ class LTX2Family:
                 "spatial_compression": int(vae.spatial_compression_ratio),
                 "temporal_compression": int(vae.temporal_compression_ratio),
                 "latent_channels": int(vae.config.latent_channels), "source": source.checkpoint or source.base,
-                "flavour": describe_source(source) if config.get("model_flavour") else None,
+                "flavour": describe_source(source) if config.get("model_flavour") or source.checkpoint else None,
                 "audio_sample_rate": int(audio_vae.config.sample_rate),
                 # the keys that change cached latents / text embeddings besides the core's identity keys
                 "cache_identity": {"vae": {key: str(config.get(key)) for key in ("ltx2_vae_path", "ltx2_audio_vae_path")},

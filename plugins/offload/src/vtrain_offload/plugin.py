@@ -63,7 +63,8 @@ def add_options(registry: OptionsRegistry) -> None:
     registry.add("musubi_blocks_to_swap", "int", 0,
                  "SimpleTuner's block swap: keep the frozen weights of the last N transformer blocks in CPU RAM and "
                  "bring each to the accelerator only for its forward (block-level group offload of those blocks, one "
-                 "per group); the other blocks stay resident. 0: off. Not together with enable_group_offload.",
+                 "per group); the other blocks stay resident. 0: off. With enable_group_offload (every block) it has no "
+                 "effect, and says so.",
                  minimum=0, **off)
     registry.add("musubi_block_swap_device", "str", "cpu",
                  "Where swapped blocks wait: cpu (the only place group offload keeps weights; "
@@ -93,8 +94,10 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
 
     swap = config.musubi_blocks_to_swap > 0
     if swap and config.enable_group_offload:
-        problems.add("musubi_blocks_to_swap", "block swap is group offload of the last blocks only, and "
-                     "enable_group_offload already offloads every block", "keep one of the two")
+        from vtrain.vae_memory import note_once
+
+        note_once(config, ["musubi_blocks_to_swap: accepted, no effect in vtrain: block swap is group offload of the "
+                           "last blocks only, and enable_group_offload already offloads every block"])
     offloading = config.enable_group_offload or swap
     if config.enable_group_offload and config.enable_model_cpu_offload:
         problems.add("enable_model_cpu_offload", "enable_group_offload and enable_model_cpu_offload both decide where "
@@ -163,7 +166,7 @@ def place_model(bundle: ModelBundle, config: ResolvedConfig, device: Any) -> boo
     from vtrain_offload import group
 
     device = torch.device(device)
-    if swap:  # block swap: block-level offload of the last N blocks, one block per group
+    if swap and not config.enable_group_offload:  # block swap: block-level offload of the last N blocks, one block per group
         plan = group.apply(bundle.model, device, "block_level", 1, False,
                            rank_folder(config.group_offload_to_disk_path), last_blocks=swap)
     else:
