@@ -64,6 +64,9 @@ QUICKSTART_DATALOADER = [
      "cache_dir": "cache/text/ltxvideo2", "disabled": False},
 ]
 REPO = Path(__file__).resolve().parents[3]
+# the example of the docs' LTX-2 sections: BASIC's keys, the model and dataloader pointed at local files
+DOC_EXAMPLE = json.loads((REPO / "docs" / "differences-from-simpletuner.md").read_text(encoding="utf-8")
+                         .split("## LTX-2", 1)[1].split("```json\n", 1)[1].split("```", 1)[0])
 
 
 @pytest.fixture
@@ -115,8 +118,29 @@ def _run(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
+def _doc_blocks(page: str, heading: str, language: str) -> list[str]:
+    text = (REPO / "docs" / page).read_text(encoding="utf-8").split(heading, 1)[1].split("\n## ", 1)[0]
+    return [part.split("```", 1)[0] for part in text.split(f"```{language}\n")[1:]]
+
+
+def test_the_docs_ltx2_examples_are_simpletuners_example() -> None:
+    """The config in the LTX-2 sections of docs/differences-from-simpletuner.md and docs/ja/quickstart.md is the
+    published example with the model and dataloader paths pointed at local files (it trains in the next test)."""
+    english = json.loads(_doc_blocks("differences-from-simpletuner.md", "## LTX-2", "json")[0])
+    japanese = json.loads(_doc_blocks("ja/quickstart.md", "## 5. SimpleTuner の LTX-2", "json")[0])
+    assert english == japanese == DOC_EXAMPLE
+    pointed = {"model_flavour", "pretrained_model_name_or_path", "data_backend_config"}
+    assert {k: v for k, v in DOC_EXAMPLE.items() if k not in pointed}.items() <= BASIC.items()
+    commands = _doc_blocks("ja/quickstart.md", "## 5. SimpleTuner の LTX-2", "bash")[0].split("\n")
+    assert commands[:2] == ["vtrain config validate config/config.json", "vtrain run --config config/config.json"]
+
+
 def test_basic_lora_example_trains(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = _run(_written(project, BASIC), capsys)
+    from vtrain.cli import main
+
+    path = _written(project, {**BASIC, **DOC_EXAMPLE})
+    assert main(["config", "validate", "config/config.json"]) == 0
+    out = _run(path, capsys)
     output = project / "output" / "examples" / "ltxvideo2-19b-t2v.peft-lora"
     assert (output / "pytorch_lora_weights.safetensors").is_file() and (output / "checkpoint-2").is_dir()
     assert "family        ltx2" in out and "'ltxvideo2' is read as the 'ltx2' family" in out
