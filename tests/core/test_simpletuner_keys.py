@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vtrain.errors import ConfigError
+from vtrain.hookspecs import hookimpl
 from vtrain.runner import Runner
 from vtrain.simpletuner import ALIASES, NO_EFFECT, REFUSED
 from vtrain.simpletuner_keys import SIMPLETUNER_KEYS
@@ -240,3 +241,31 @@ def test_base_dtype_defaults_by_device() -> None:
     config = Runner.from_config(_tinyflow(base_model_default_dtype="bf16")).config
     resolve_default_dtype(config, False)
     assert config.base_model_default_dtype == "bf16"
+
+
+class _RenamedFamily:
+    """A plugin registering tinyflow a second time as ``renamedflow``, with another trainer's name for it and a
+    SimpleTuner section of its own (the generic mechanism ltx2 uses for ltxvideo2)."""
+
+    @hookimpl
+    def register_families(self, register) -> None:
+        import dataclasses
+
+        from vtrain.testing.tinyflow import TinyFlowFamily
+
+        family = TinyFlowFamily()
+        family.name = "renamedflow"
+        family.traits = dataclasses.replace(family.traits, aliases=("otherflow",), simpletuner_sections=("flux",))
+        register(family)
+
+
+def test_a_family_alias_and_the_section_it_claims() -> None:
+    runner = Runner.from_config({"model_family": "otherflow", "max_train_steps": 1, "flux_guidance_value": 1.0},
+                                plugins=[_RenamedFamily()])
+    assert runner.config.model_family == "renamedflow" and runner.family.name == "renamedflow"
+    assert any("'otherflow' is read as the 'renamedflow' family" in n for n in runner.config.notices)
+    with pytest.raises(ConfigError) as own:  # its own section: "not implemented", not "another family's"
+        Runner.from_config({"model_family": "otherflow", "max_train_steps": 1, "flux_guidance_value": 3.5},
+                           plugins=[_RenamedFamily()])
+    assert "flux settings" in str(own.value) and "flux models" not in str(own.value)
+    assert "flux models" in _problems(_tinyflow(flux_guidance_value=3.5))["flux_guidance_value"][0]
