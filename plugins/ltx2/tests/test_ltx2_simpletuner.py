@@ -98,6 +98,12 @@ def test_the_cli_family_flag_takes_simpletuners_name(ltx2_config: dict[str, Any]
     path = tmp_path / "config.json"
     path.write_text(json.dumps({k: v for k, v in ltx2_config.items() if k != "model_family"}))
     assert main(["config", "validate", str(path), "--family", "ltxvideo2"]) == 0
+    from vtrain.configure import configure
+
+    written = tmp_path / "configured.json"
+    assert configure(["--family", "ltxvideo2", "--non-interactive", "--output", str(written), "--set",
+                      f"pretrained_model_name_or_path={ltx2_config['pretrained_model_name_or_path']}"]) == 0
+    assert json.loads(written.read_text())["model_family"] == "ltx2"
 
 
 # -- model_flavour ---------------------------------------------------------------------------------
