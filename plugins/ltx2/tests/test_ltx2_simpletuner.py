@@ -102,7 +102,8 @@ def test_the_cli_family_flag_takes_simpletuners_name(ltx2_config: dict[str, Any]
 
     written = tmp_path / "configured.json"
     assert configure(["--family", "ltxvideo2", "--non-interactive", "--output", str(written), "--set",
-                      f"pretrained_model_name_or_path={ltx2_config['pretrained_model_name_or_path']}"]) == 0
+                      f"pretrained_model_name_or_path={ltx2_config['pretrained_model_name_or_path']}",
+                      "--set", "max_train_steps=1"]) == 0
     assert json.loads(written.read_text())["model_family"] == "ltx2"
 
 
