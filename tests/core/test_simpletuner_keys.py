@@ -19,7 +19,8 @@ from vtrain.simpletuner import ALIASES, NO_EFFECT, REFUSED
 from vtrain.simpletuner_keys import SIMPLETUNER_KEYS
 
 ROOT = Path(__file__).parents[2]
-LEGACY = {"validation_steps", "checkpointing_steps", "save_total_limit"}  # SimpleTuner's legacy-key handlers
+LEGACY = {"validation_steps", "checkpointing_steps", "save_total_limit",  # SimpleTuner's legacy-key handlers
+          "frame_rate"}  # named as a config key in SimpleTuner's LTX-2 quick-start (its argument is framerate)
 
 # SimpleTuner's own LTX-Video example (simpletuner/examples/ltxvideo-0.9.5-t2v.peft-lora/config.json), as published.
 EXAMPLE_CONFIG = {

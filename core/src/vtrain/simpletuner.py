@@ -35,6 +35,8 @@ NO_EFFECT: dict[str, str] = {
     "logging_dir": "vtrain writes metrics.jsonl and run_info.json under output_dir, and tracker files where the tracker puts them",
     "vae_dtype": "the VAE runs in base_model_default_dtype (it is frozen; its latents are cached in fp32)",
     "framerate": "vtrain reads each clip's frame rate from the file (the family's default rate for still images)",
+    # named (as a config key, default 25) in SimpleTuner's LTX-2 quick-start; its argument is framerate
+    "frame_rate": "vtrain reads each clip's frame rate from the file (the family's default rate for still images)",
     "model_flavour": "this family has no flavours: vtrain loads the model named by pretrained_model_name_or_path "
                      "(in SimpleTuner a flavour only picks that path); families that have them (ltx2) declare the key",
     "seed_for_each_device": "vtrain always seeds each process with seed + its index (SimpleTuner's default, true)",
