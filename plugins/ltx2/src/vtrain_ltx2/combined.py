@@ -44,6 +44,7 @@ _STATISTICS = (("latents_mean", "per_channel_statistics.mean-of-means"),
 
 
 def original_transformer_key(name: str) -> str:
+    """A diffusers LTX-2 transformer key in the combined file's naming."""
     from vtrain_ltx2.saving import to_original_name
 
     name = to_original_name(name).replace("norm_q", "q_norm").replace("norm_k", "k_norm")
@@ -52,6 +53,7 @@ def original_transformer_key(name: str) -> str:
 
 
 def original_video_vae_key(name: str) -> str:
+    """A diffusers LTX-2 video VAE key in the combined file's naming."""
     for diffusers_name, original in _VIDEO_VAE_BLOCKS:
         if name.startswith(diffusers_name + "."):
             name = original + name[len(diffusers_name):]
@@ -63,6 +65,7 @@ def original_video_vae_key(name: str) -> str:
 
 
 def original_audio_vae_key(name: str) -> str:
+    """A diffusers LTX-2 audio VAE key in the combined file's naming."""
     return AUDIO_VAE_PREFIX + dict(_STATISTICS).get(name, name)
 
 

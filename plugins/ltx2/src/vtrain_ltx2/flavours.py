@@ -67,6 +67,7 @@ class Source:
 
 
 def flavour_of(config: ResolvedConfig) -> Flavour:
+    """The run's flavour (``dev`` when ``model_flavour`` is unset), SimpleTuner's synonyms resolved."""
     name = str(config.get("model_flavour") or DEFAULT).strip().lower()
     return FLAVOURS[SYNONYMS.get(name, name)]
 
@@ -78,6 +79,7 @@ def _error(message: str, fix: str) -> Exception:
 
 
 def is_diffusers_folder(path: Path) -> bool:
+    """Whether ``path`` holds a diffusers pipeline layout (``model_index.json`` or ``transformer/config.json``)."""
     return (path / "model_index.json").is_file() or (path / "transformer" / "config.json").is_file()
 
 
@@ -151,6 +153,7 @@ def check_version(flavour: Flavour, layout_variant: str, source: Source) -> None
 
 
 def describe(source: Source) -> str:
+    """One line for the start-up summary: the flavour and where its parts come from."""
     where = f"combined checkpoint {source.checkpoint}, the rest from {source.base}" if source.checkpoint \
         else source.base
     return f"flavour {source.flavour.name} (LTX-{source.flavour.version}): {where}"
