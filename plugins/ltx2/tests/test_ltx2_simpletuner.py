@@ -247,3 +247,30 @@ def test_peft_lora_target_modules_is_checked(ltx2_config: dict[str, Any]) -> Non
         "peft_lora_target_modules"]
     assert "every weight" in _problems({**ltx2_config, "model_type": "full",
                                         "peft_lora_target_modules": ["to_q"]})["peft_lora_target_modules"]
+
+
+# -- every published LTX-2 config ------------------------------------------------------------------
+
+PUBLISHED = json.loads((Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "simpletuner_ltx2_configs.json")
+                       .read_text(encoding="utf-8"))
+# keys whose refusal (with its reason) is expected here; the validation keys are read by another part of vtrain
+EXPECTED_REFUSALS = {"ramtorch", "ramtorch_target_modules", "ramtorch_disable_extensions", "ramtorch_text_encoder",
+                     "ltx2_prefix_conditioning_probability", "ltx2_prefix_conditioning_frames",
+                     "ltx2_intrinsic_conditioning", "ltx2_reference_spatial_scale_factor",
+                     "ltx2_reference_temporal_scale_factor", "context_parallel_comm_strategy", "base_model_precision",
+                     "sdnq_compile_mode", "sdnq_group_size", "sdnq_hadamard_group_size", "sdnq_use_hadamard",
+                     "sdnq_use_quantized_matmul", "tread_config", "attention_mechanism", "validation_disable",
+                     "validation_disable_unconditional", "validation_using_datasets", "validation_adapter_config"}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_no_key_of_a_published_ltx2_config_is_unknown(name: str, ltx2_config: dict[str, Any]) -> None:
+    """Each key of SimpleTuner's LTX-2 example configs and quick-start blocks behaves as there, is a notice with
+    the reason, or is refused with the reason (a fix naming what to use); none is an "unknown key"."""
+    config = {**PUBLISHED[name], "model_family": "ltxvideo2", "data_backend_config": None, "lycoris_config": None,
+              "pretrained_model_name_or_path": ltx2_config["pretrained_model_name_or_path"],
+              "gradient_checkpointing": True, "max_train_steps": 1}
+    problems = _problems(config)
+    assert not [k for k, text in problems.items() if "unknown key" in text], problems
+    assert set(problems) <= EXPECTED_REFUSALS, problems
+    assert all(text.split(" | ", 1)[1] for text in problems.values())  # every refusal says what to do
