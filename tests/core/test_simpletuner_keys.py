@@ -270,3 +270,12 @@ def test_a_family_alias_and_the_section_it_claims() -> None:
                            plugins=[_RenamedFamily()])
     assert "flux settings" in str(own.value) and "flux models" not in str(own.value)
     assert "flux models" in _problems(_tinyflow(flux_guidance_value=3.5))["flux_guidance_value"][0]
+
+
+def test_lora_targets_are_a_fixed_key_of_a_resumed_run(tmp_path: Path) -> None:
+    from vtrain.fingerprint import compare_fingerprints, run_fingerprint
+
+    saved = run_fingerprint(Runner.from_config(_tinyflow(peft_lora_target_modules=["to_q"])).config)
+    current = run_fingerprint(Runner.from_config(_tinyflow(peft_lora_target_modules=["to_q", "to_k"])).config)
+    with pytest.raises(ConfigError, match="peft_lora_target_modules"):
+        compare_fingerprints(saved, current, tmp_path / "checkpoint-1")
