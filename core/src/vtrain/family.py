@@ -5,7 +5,7 @@ Nothing here imports torch at module level, so the CLI can import it cheaply.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,9 @@ class FamilyTraits:
     :param quantization_exclusions: module-name patterns of the denoiser that keep full precision
         when the base model is quantised (norms, embeddings, input/output projections). ``fnmatch``
         patterns; a pattern also covers the modules below the one it names.
+    :param dataset_validation: ``validate`` takes its conditioning (an i2v first frame) from
+        ``bundle.meta["validation_samples"]`` (samples of the ``eval_dataset_id`` dataset, or of the
+        training data) when ``validation_using_datasets`` is set.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
     :param repeated_block_classes: class names of the denoiser's repeated transformer block; sharded
@@ -91,6 +94,7 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    dataset_validation: bool = False
     repeated_block_classes: tuple[str, ...] = ()
     empty_weight_loading: bool = False
     recommended_defaults: tuple[FamilyDefault, ...] = ()
@@ -292,6 +296,21 @@ class PreviewDecoder(Protocol):
 
 
 @runtime_checkable
+class LoraReader(Protocol):
+    """Optional family capability: read a published LoRA for the denoiser (used by validation adapters).
+
+    ``read_lora(source, weight_name)`` takes a local file, a local folder or a hub repo id (with
+    ``weight_name`` the file inside it, or None for the format's default name), converts the
+    family's published layouts (diffusers, ComfyUI / original checkpoints) and returns
+    ``(state_dict, alpha)``: peft-style keys relative to ``bundle.model``
+    (``<module>.lora_A.weight`` / ``<module>.lora_B.weight``) and the adapter's ``lora_alpha``
+    (None: alpha equals the rank, that is scale 1, or alpha is already folded into the weights).
+    """
+
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, torch.Tensor], float | None]: ...
+
+
+@runtime_checkable
 class VelocityPredictor(Protocol):
     """Optional family capability: the flow-matching velocity for given inputs (used by rollout).
 
@@ -319,3 +338,38 @@ class VelocityPredictor(Protocol):
         batch's conditioning, shaped like the latents, in float32. Fixed conditions are made clean in the
         input as in training. Calls the unwrapped model (no distributed collectives), so ranks may call it
         different numbers of times."""
+
+
+@runtime_checkable
+class TokenRouting(Protocol):
+    """Optional family capability: run only a subset of the denoiser's tokens through some of its blocks.
+
+    Used by token routers such as TREAD. The router hooks blocks of
+    ``token_routing_blocks``; for a routed block call it reads the routed token sequence with
+    ``block_tokens``, lets ``subset_block_inputs`` cut that sequence and every token-aligned side input
+    (rotary positions, per-token modulation, attention masks over those tokens) to the kept tokens, and
+    after the block writes the kept tokens' outputs back into the full sequence with
+    ``replace_block_tokens``. Tokens a block skips keep their hidden states. A family routes one token
+    sequence (LTX-2: the video stream; the audio stream is left whole).
+
+    Blocks may be called with positional arguments (gradient checkpointing) or keywords; the family
+    handles both and returns arguments in a form the block accepts.
+    """
+
+    def token_routing_blocks(self, bundle: ModelBundle) -> Sequence[Any]:
+        """The denoiser's repeated blocks in call order; a route's block indices count in this list."""
+
+    def block_tokens(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+        """The routed token sequence ``(batch, tokens, width)`` among one block call's arguments."""
+
+    def subset_block_inputs(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            take: Callable[[torch.Tensor, int], torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's ``(args, kwargs)`` with the routed sequence and its token-aligned inputs cut down.
+
+        ``take(tensor, dim)`` keeps the kept tokens' entries along ``dim``; a tensor whose ``dim`` is not the
+        full token count (a per-sample modulation of size 1, say) comes back unchanged.
+        """
+
+    def replace_block_tokens(self, block: Any, output: Any,
+                             replace: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+        """The block's ``output`` with its routed token sequence ``t`` replaced by ``replace(t)``."""

@@ -1,9 +1,9 @@
 """The ``ltx2`` family object (follows :class:`vtrain.family.ModelFamily`, :class:`~vtrain.family.HiddenStateCapture`
-and :class:`~vtrain.family.LatentDecoder`). Each step lives in its own module; this class wires them."""
+, :class:`~vtrain.family.LatentDecoder` and :class:`~vtrain.family.TokenRouting`). Each step lives in its own module; this class wires them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ class LTX2Family:
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
                             quantization_exclusions=QUANTIZATION_EXCLUSIONS, i2v_default=False,
-                            audio_sample_rate=sample_rate, audio_channels=channels,
+                            dataset_validation=True, audio_sample_rate=sample_rate, audio_channels=channels,
                             repeated_block_classes=("LTX2VideoTransformerBlock",),
                             aliases=SIMPLETUNER_NAMES, simpletuner_sections=SIMPLETUNER_NAMES)
 
@@ -153,6 +153,12 @@ class LTX2Family:
 
     # -- outputs -------------------------------------------------------------------------------
 
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, Any], float | None]:
+        """A published LoRA for validation (:class:`vtrain.family.LoraReader`)."""
+        from vtrain_ltx2.adapters import read_lora
+
+        return read_lora(source, weight_name)
+
     def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
                  prompts: Mapping[str, str]) -> list[Artifact]:
         from vtrain_ltx2.validation import render
@@ -182,3 +188,28 @@ class LTX2Family:
         from vtrain_ltx2.decoding import decode_latents
 
         return decode_latents(bundle, latents)
+
+    def token_routing_blocks(self, bundle: ModelBundle) -> Sequence[Any]:
+        """:class:`vtrain.family.TokenRouting`: the transformer's ``transformer_blocks``."""
+        from vtrain_ltx2.routing import routing_blocks
+
+        return routing_blocks(bundle)
+
+    def block_tokens(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the video stream's ``hidden_states`` (B, S, D)."""
+        from vtrain_ltx2.routing import block_tokens
+
+        return block_tokens(block, args, kwargs)
+
+    def subset_block_inputs(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            take: Callable[[Any, int], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """:class:`vtrain.family.TokenRouting`: video tokens, their modulations, rotary pairs and masks cut down."""
+        from vtrain_ltx2.routing import subset_block_inputs
+
+        return subset_block_inputs(block, args, kwargs, take)
+
+    def replace_block_tokens(self, block: Any, output: Any, replace: Callable[[Any], Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the block returns (video, audio); the video part is replaced."""
+        from vtrain_ltx2.routing import replace_block_tokens
+
+        return replace_block_tokens(output, replace)

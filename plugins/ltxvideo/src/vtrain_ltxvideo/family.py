@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +55,7 @@ class LTXVideoFamily:
                             i2v_default=i2v_default, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
                             unmasked_attention=UNMASKED_ATTENTION, recommended_defaults=defaults,
                             repeated_block_classes=("LTXVideoTransformerBlock",), empty_weight_loading=True,
-                            simpletuner_sections=("ltx",))
+                            dataset_validation=True, simpletuner_sections=("ltx",))
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -152,6 +152,12 @@ class LTXVideoFamily:
 
     # -- outputs -------------------------------------------------------------------------------
 
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, Any], float | None]:
+        """A published LoRA for validation (:class:`vtrain.family.LoraReader`)."""
+        from vtrain_ltxvideo.adapters import read_lora
+
+        return read_lora(source, weight_name)
+
     def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
                  prompts: Mapping[str, str]) -> list[Artifact]:
         from vtrain_ltxvideo.validation import render_videos
@@ -213,3 +219,28 @@ class LTXVideoFamily:
         from vtrain_ltxvideo.velocity import predict_velocity
 
         return predict_velocity(bundle, batch, noisy_latents, sigmas, fps=batch_fps(batch, self.traits.default_fps))
+
+    def token_routing_blocks(self, bundle: ModelBundle) -> Sequence[Any]:
+        """:class:`vtrain.family.TokenRouting`: the transformer's ``transformer_blocks``."""
+        from vtrain_ltxvideo.routing import routing_blocks
+
+        return routing_blocks(bundle)
+
+    def block_tokens(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the block's ``hidden_states`` (B, S, D)."""
+        from vtrain_ltxvideo.routing import block_tokens
+
+        return block_tokens(block, args, kwargs)
+
+    def subset_block_inputs(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            take: Callable[[Any, int], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """:class:`vtrain.family.TokenRouting`: hidden states, per-token ``temb`` and the rotary pair cut down."""
+        from vtrain_ltxvideo.routing import subset_block_inputs
+
+        return subset_block_inputs(block, args, kwargs, take)
+
+    def replace_block_tokens(self, block: Any, output: Any, replace: Callable[[Any], Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the block returns the hidden states alone."""
+        from vtrain_ltxvideo.routing import replace_block_tokens
+
+        return replace_block_tokens(output, replace)
