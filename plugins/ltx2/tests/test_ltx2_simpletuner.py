@@ -158,6 +158,8 @@ def test_a_flavour_must_match_the_weights(ltx2_config: dict[str, Any], ltx2_tiny
         _load({**ltx2_config, "model_flavour": "2.3-dev", "pretrained_model_name_or_path": str(combined)})
     with pytest.raises(ConfigError, match="neither in the huggingface_hub cache nor downloadable"):
         _load({**ltx2_config, "model_flavour": "dev", "pretrained_model_name_or_path": "Lightricks/not-cached"})
+    with pytest.raises(ConfigError, match="dev-fp8 is stored only in its combined checkpoint"):
+        _load({**ltx2_config, "model_flavour": "dev-fp8"})  # the diffusers folder holds the bf16 weights
     with pytest.raises(ConfigError, match="has no combined single-file checkpoint"):
         _load({**ltx2_config, "model_flavour": "2.5-dev", "pretrained_model_name_or_path": str(combined)})
 

@@ -121,6 +121,11 @@ def resolve(config: ResolvedConfig) -> Source:
             return Source(given, None, flavour)
         if flavour.combined_file and (path / flavour.combined_file).is_file():
             return Source(cached_folder(flavour.repo), str(path / flavour.combined_file), flavour)
+        if flavour.needs_combined:
+            raise _error(f"model_flavour {flavour.name} is stored only in its combined checkpoint "
+                         f"({flavour.combined_file}), which {given} does not hold (its diffusers weights are "
+                         "another variant)", f"put {flavour.combined_file} in the folder or point "
+                         "pretrained_model_name_or_path at it, or set model_flavour to dev")
         raise _error(f"{given} is neither a diffusers LTX-2 folder nor holds the {flavour.name} flavour's combined "
                      f"checkpoint ({flavour.combined_file or 'none is published'})",
                      "point it at a diffusers folder (model_index.json), a combined .safetensors file, or a hub repo")
