@@ -151,6 +151,22 @@ def test_a_hub_repo_holding_the_fp8_file_loads_it_from_the_cache(ltx2_config: di
     assert bundle.meta["source"].endswith("ltx-2-19b-dev-fp8.safetensors")
 
 
+def test_a_2_3_combined_checkpoint_in_a_folder(ltx2_config: dict[str, Any], ltx2_tiny23_dir: Path, hub_cache: Path,
+                                              tmp_path: Path) -> None:
+    """2.3-dev: the folder holds ltx-2.3-22b-dev.safetensors; the configs come from dg845/LTX-2.3-Diffusers. The
+    2.3 prompt-modulation keys, which diffusers' converter leaves in ltx-core naming, load too."""
+    from diffusers import LTX2VideoTransformer3DModel
+
+    from vtrain_ltx2.combined import write_combined_checkpoint
+
+    write_combined_checkpoint(ltx2_tiny23_dir, tmp_path / "weights" / "ltx-2.3-22b-dev.safetensors")
+    fake_hub_cache(hub_cache, "dg845/LTX-2.3-Diffusers", {".": ltx2_tiny23_dir})
+    _, bundle = _load({**ltx2_config, "model_family": "ltxvideo2", "model_flavour": "2.3-dev",
+                       "pretrained_model_name_or_path": str(tmp_path / "weights")})
+    assert bundle.meta["variant"] == "2.3"
+    assert _same_weights(bundle.model, ltx2_tiny23_dir / "transformer", LTX2VideoTransformer3DModel)
+
+
 def test_a_flavour_must_match_the_weights(ltx2_config: dict[str, Any], ltx2_tiny_dir: Path, combined: Path,
                                           hub_cache: Path) -> None:
     fake_hub_cache(hub_cache, "dg845/LTX-2.3-Diffusers", {".": ltx2_tiny_dir})

@@ -122,6 +122,8 @@ def load_part(cls: Any, checkpoint: str, base: str, subfolder: str, dtype: torch
     with init_empty_weights():
         model = cls.from_config(settings)
     expected = set(model.state_dict())
+    if subfolder == "transformer":
+        state = _rename_newer_modules(state, expected)
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise ValueError(f"{checkpoint} does not match the {subfolder} of {base}: "
@@ -130,3 +132,22 @@ def load_part(cls: Any, checkpoint: str, base: str, subfolder: str, dtype: torch
     target = dtype or torch.float32
     model.load_state_dict({k: v.to(target) if v.is_floating_point() else v for k, v in state.items()}, assign=True)
     return torch.nn.Module.to(model, target).eval()  # ModelMixin.to warns about fp32 modules it has none of
+
+
+def _rename_newer_modules(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+    """Keys diffusers' converter leaves in ltx-core naming (its table predates LTX-2.3's prompt modulation,
+    ``prompt_adaln_single`` / ``audio_prompt_adaln_single``): renamed with vtrain's own name table when the
+    diffusers name is one the architecture has."""
+    from vtrain_ltx2.saving import ORIGINAL_PREFIXES
+
+    renamed: dict[str, Any] = {}
+    for key, value in state.items():
+        if key not in expected:
+            for diffusers_name, original in ORIGINAL_PREFIXES:
+                if key.startswith(original + "."):
+                    candidate = diffusers_name + key[len(original):]
+                    if candidate in expected:
+                        key = candidate
+                        break
+        renamed[key] = value
+    return renamed
