@@ -91,14 +91,9 @@ def project(ltx2_tiny_dir: Path, hub_cache: Path, tmp_path: Path, monkeypatch: p
 
 
 def _dataloader() -> list[dict[str, Any]]:
-    """The quick-start's dataloader; ``video.frame_rate`` is dropped only while this vtrain's data layer does
-    not read it yet (the dataloader keys of SimpleTuner's LTX-2 quick-start are a separate piece of work)."""
-    from vtrain.data import spec
-
+    """The quick-start's dataloader, with the latent cache's folder that vtrain asks for."""
     entries = json.loads(json.dumps(QUICKSTART_DATALOADER))
-    entries[0]["cache_dir_vae"] = "cache/vae/ltxvideo2/my-video-dataset"  # vtrain asks for the latent cache's folder
-    if "frame_rate" not in spec._VIDEO_KEYS:
-        del entries[0]["video"]["frame_rate"]
+    entries[0]["cache_dir_vae"] = "cache/vae/ltxvideo2/my-video-dataset"
     return entries
 
 
