@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from vtrain.errors import ConfigError
+from vtrain.hookspecs import hookimpl
 from vtrain.runner import Runner
 from vtrain.simpletuner import ALIASES, NO_EFFECT, REFUSED
 from vtrain.simpletuner_keys import SIMPLETUNER_KEYS
 
 ROOT = Path(__file__).parents[2]
-LEGACY = {"validation_steps", "checkpointing_steps", "save_total_limit"}  # SimpleTuner's legacy-key handlers
+LEGACY = {"validation_steps", "checkpointing_steps", "save_total_limit",  # SimpleTuner's legacy-key handlers
+          "frame_rate"}  # named as a config key in SimpleTuner's LTX-2 quick-start (its argument is framerate)
 
 # SimpleTuner's own LTX-Video example (simpletuner/examples/ltxvideo-0.9.5-t2v.peft-lora/config.json), as published.
 EXAMPLE_CONFIG = {
@@ -239,3 +241,40 @@ def test_base_dtype_defaults_by_device() -> None:
     config = Runner.from_config(_tinyflow(base_model_default_dtype="bf16")).config
     resolve_default_dtype(config, False)
     assert config.base_model_default_dtype == "bf16"
+
+
+class _RenamedFamily:
+    """A plugin registering tinyflow a second time as ``renamedflow``, with another trainer's name for it and a
+    SimpleTuner section of its own (the generic mechanism ltx2 uses for ltxvideo2)."""
+
+    @hookimpl
+    def register_families(self, register) -> None:
+        import dataclasses
+
+        from vtrain.testing.tinyflow import TinyFlowFamily
+
+        family = TinyFlowFamily()
+        family.name = "renamedflow"
+        family.traits = dataclasses.replace(family.traits, aliases=("otherflow",), simpletuner_sections=("flux",))
+        register(family)
+
+
+def test_a_family_alias_and_the_section_it_claims() -> None:
+    runner = Runner.from_config({"model_family": "otherflow", "max_train_steps": 1, "flux_guidance_value": 1.0},
+                                plugins=[_RenamedFamily()])
+    assert runner.config.model_family == "renamedflow" and runner.family.name == "renamedflow"
+    assert any("'otherflow' is read as the 'renamedflow' family" in n for n in runner.config.notices)
+    with pytest.raises(ConfigError) as own:  # its own section: "not implemented", not "another family's"
+        Runner.from_config({"model_family": "otherflow", "max_train_steps": 1, "flux_guidance_value": 3.5},
+                           plugins=[_RenamedFamily()])
+    assert "flux settings" in str(own.value) and "flux models" not in str(own.value)
+    assert "flux models" in _problems(_tinyflow(flux_guidance_value=3.5))["flux_guidance_value"][0]
+
+
+def test_lora_targets_are_a_fixed_key_of_a_resumed_run(tmp_path: Path) -> None:
+    from vtrain.fingerprint import compare_fingerprints, run_fingerprint
+
+    saved = run_fingerprint(Runner.from_config(_tinyflow(peft_lora_target_modules=["to_q"])).config)
+    current = run_fingerprint(Runner.from_config(_tinyflow(peft_lora_target_modules=["to_q", "to_k"])).config)
+    with pytest.raises(ConfigError, match="peft_lora_target_modules"):
+        compare_fingerprints(saved, current, tmp_path / "checkpoint-1")

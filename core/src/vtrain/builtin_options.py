@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from vtrain.fsdp_options import declare_fsdp_options
+from vtrain.lora_targets import declare_options as declare_lora_target_options
 from vtrain.options import OptionsRegistry
+from vtrain.vae_memory import declare_options as declare_vae_memory_options
 
 # Upper bounds of sizes: far beyond what any machine trains, so a typo (an extra zero or three) is refused
 # at validation instead of ending in an out-of-memory error minutes into the run.
@@ -157,4 +159,6 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("offload_during_startup", "bool", False,
             "While caches are built, keep only the encoder in use on the accelerator.", **data)
 
+    declare_vae_memory_options(reg)
+    declare_lora_target_options(reg)
     declare_fsdp_options(reg)

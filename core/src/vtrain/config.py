@@ -204,14 +204,26 @@ def _jsonable(value: Any) -> Any:
 def resolve_config(
     registry: OptionsRegistry,
     layers: Iterable[ConfigLayer],
-    families: Iterable[str],
+    families: Iterable[str] | Mapping[str, Any],
 ) -> ResolvedConfig:
     """Validate and merge ``layers`` over the registry's defaults.
+
+    ``families`` are the registered family names, or name -> family object; with objects, a family's
+    ``traits.aliases`` are accepted as ``model_family`` and its ``traits.simpletuner_sections`` are read
+    as its own SimpleTuner settings.
 
     Raises :class:`ConfigError` listing every problem: unknown keys (with close matches), keys of
     plugins that are not installed (naming the distribution), wrong types or ranges, keys of
     features not built yet, keys that belong to another family.
     """
+    from vtrain.family import family_aliases
+
+    layers = list(layers)
+    table: Mapping[str, Any] = families if isinstance(families, Mapping) else dict.fromkeys(families)
+    aliases = family_aliases(table)
+    chosen = _chosen_family(layers, aliases)
+    traits = getattr(table.get(chosen or ""), "traits", None)
+    own_sections = tuple(getattr(traits, "simpletuner_sections", ()) or ())
     problems = ProblemCollector()
     values: dict[str, Any] = {option.name: option.default for option in registry}
     sources: dict[str, str] = {}
@@ -223,8 +235,18 @@ def resolve_config(
             where = f"{layer.source}: {key}"
             source = layer.source
             canonical = registry.canonical(key)
+            if key == FAMILY_KEY and isinstance(raw_value, str) and raw_value.strip() in aliases:
+                notices.append(f"{where}: {raw_value.strip()!r} is read as the {aliases[raw_value.strip()]!r} family "
+                               "(the name SimpleTuner gives it)")
+                raw_value = aliases[raw_value.strip()]
+            if canonical is not None and _belongs_to_other_family(registry[canonical], chosen, table) \
+                    and key in _simpletuner_keys():  # declared for another family: SimpleTuner may accept it here
+                verdict = _simpletuner_verdict(registry, key, raw_value, own_sections)
+                if verdict is not None and verdict.kind == "notice":
+                    notices.append(f"{where}: accepted, no effect in vtrain: {verdict.reason}")
+                    continue
             if canonical is None:
-                verdict = _simpletuner_verdict(registry, key, raw_value)
+                verdict = _simpletuner_verdict(registry, key, raw_value, own_sections)
                 if verdict is None:
                     _report_unknown_key(problems, registry, key, where)
                     continue
@@ -326,19 +348,40 @@ def _close(word: str, pool: Iterable[str]) -> list[str]:
     return difflib.get_close_matches(word, list(pool), n=3, cutoff=0.5)
 
 
-def _simpletuner_verdict(registry: OptionsRegistry, key: str, value: Any) -> Any:
+def _chosen_family(layers: list[ConfigLayer], aliases: Mapping[str, str]) -> str | None:
+    """The family the layers select (the last layer that sets ``model_family`` wins), aliases resolved."""
+    chosen = None
+    for layer in layers:
+        for raw_key, raw_value in layer.values.items():
+            if normalise_key(raw_key) == FAMILY_KEY and isinstance(raw_value, str) and raw_value.strip():
+                chosen = aliases.get(raw_value.strip(), raw_value.strip())
+    return chosen
+
+
+def _belongs_to_other_family(option: Any, chosen: str | None, table: Mapping[str, Any]) -> bool:
+    return bool(option.families is not None and chosen in table and chosen not in option.families)
+
+
+def _simpletuner_keys() -> Mapping[str, Any]:
+    from vtrain.simpletuner_keys import SIMPLETUNER_KEYS
+
+    return SIMPLETUNER_KEYS
+
+
+def _simpletuner_verdict(registry: OptionsRegistry, key: str, value: Any, own_sections: tuple[str, ...] = ()) -> Any:
     """How SimpleTuner's reading of ``key`` carries over (None: SimpleTuner does not know it either).
 
     A key of a vtrain plugin that is not installed is reported as such, not as SimpleTuner's.
+    ``own_sections`` are the SimpleTuner sections of the selected family (not another family's).
     """
-    from vtrain.simpletuner import classify
+    from vtrain.simpletuner import NO_EFFECT, classify
 
-    if catalog.distribution_for_key(key):
+    if catalog.distribution_for_key(key) and key not in registry and key not in NO_EFFECT:
         prefix = next((p for d in catalog.KNOWN_DISTRIBUTIONS for p in d.key_prefixes if key.startswith(p)), None)
         plugin_loaded = prefix is not None and any(name.startswith(prefix) for name in registry.names())
         if not plugin_loaded:  # the plugin that declares the key is missing or blocked: say so
             return None
-    verdict = classify(key, value)
+    verdict = classify(key, value, own_sections)
     if verdict.kind == "unknown" or (verdict.kind == "alias" and verdict.target not in registry):
         return None
     return verdict

@@ -290,7 +290,9 @@ def configure(argv: Sequence[str], reader: Callable[[str], str] = input, out: Te
                                    "install a family plugin, e.g. pip install vtrain-ltxvideo")])
     preset = parse_sets(args.sets, registry, optimizer_names, family_names)
     if args.family:
-        preset["model_family"] = args.family
+        from vtrain.family import family_aliases
+
+        preset["model_family"] = family_aliases(families).get(args.family, args.family)  # ltxvideo2 -> ltx2
     if preset.get("model_family") is not None and preset["model_family"] not in family_names:
         raise ConfigError([Problem("--family", f"unknown model family {preset['model_family']!r}",
                                    f"installed families: {', '.join(family_names)}")])

@@ -119,8 +119,10 @@ class CorePlugin:
             problems.add("output_dir", f"the run cannot write its output: {reason}",
                          "choose a folder you can write to (a read-only mount, a full disk or a file in the way)")
         from vtrain.fsdp_options import check_fsdp_config
+        from vtrain.lora_targets import check as check_lora_targets
 
         check_fsdp_config(config, family, problems)
+        check_lora_targets(config, problems)
 
     # -- delegation to the family (trylast: any plugin may override or wrap) -------------------
 

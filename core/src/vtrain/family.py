@@ -79,6 +79,10 @@ class FamilyTraits:
     :param unmasked_attention: module-name patterns (``fnmatch``) of the denoiser's attention layers
         that never receive an attention mask (self-attention). Attention kernels that refuse a mask
         (flash, sage) may run there; every other attention layer keeps a backend that takes one.
+    :param aliases: other names ``model_family`` accepts for this family (another trainer's name for
+        it, such as SimpleTuner's ``ltxvideo2``); the config is read as if the family's own name were given.
+    :param simpletuner_sections: SimpleTuner settings sections that belong to this family (``ltxvideo2``):
+        their keys are this family's SimpleTuner settings, not another family's, when it is selected.
     """
 
     frame_factor: int = 1
@@ -97,6 +101,18 @@ class FamilyTraits:
     audio_sample_rate: int = 0
     audio_channels: int = 0
     unmasked_attention: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    simpletuner_sections: tuple[str, ...] = ()
+
+
+def family_aliases(families: Mapping[str, Any]) -> dict[str, str]:
+    """alias -> family name, from the ``traits.aliases`` of each registered family (a name wins over an alias)."""
+    table: dict[str, str] = {}
+    for name, family in families.items():
+        for alias in getattr(getattr(family, "traits", None), "aliases", ()) or ():
+            if alias not in families:
+                table.setdefault(alias, name)
+    return table
 
 
 @dataclass

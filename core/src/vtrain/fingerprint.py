@@ -22,10 +22,12 @@ FIXED_KEYS = (
     "model_family",
     "model_type",
     "pretrained_model_name_or_path",
+    "model_flavour",  # which checkpoint variant (a family's key, when it declares one)
     "lora_type",
     "lora_rank",
     "lora_alpha",
     "lycoris_config",
+    "peft_lora_target_modules",  # the adapter's layers: the saved state does not load into others
     "seed",
     "data_backend_config",
     "optimizer",  # another optimizer cannot continue the saved optimizer state
@@ -49,7 +51,7 @@ def run_fingerprint(config: Any) -> dict[str, Any]:
 
 
 def _content(key: str, value: Any) -> Any:
-    if key not in ("data_backend_config", "lycoris_config") or not isinstance(value, str):
+    if key not in ("data_backend_config", "lycoris_config", "peft_lora_target_modules") or not isinstance(value, str):
         return value
     path = Path(value)
     if not path.is_file():

@@ -35,7 +35,10 @@ NO_EFFECT: dict[str, str] = {
     "logging_dir": "vtrain writes metrics.jsonl and run_info.json under output_dir, and tracker files where the tracker puts them",
     "vae_dtype": "the VAE runs in base_model_default_dtype (it is frozen; its latents are cached in fp32)",
     "framerate": "vtrain reads each clip's frame rate from the file (the family's default rate for still images)",
-    "model_flavour": "vtrain loads the model named by pretrained_model_name_or_path; in SimpleTuner a flavour only picks that path",
+    # named (as a config key, default 25) in SimpleTuner's LTX-2 quick-start; its argument is framerate
+    "frame_rate": "vtrain reads each clip's frame rate from the file (the family's default rate for still images)",
+    "model_flavour": "this family has no flavours: vtrain loads the model named by pretrained_model_name_or_path "
+                     "(in SimpleTuner a flavour only picks that path); families that have them (ltx2) declare the key",
     "seed_for_each_device": "vtrain always seeds each process with seed + its index (SimpleTuner's default, true)",
     "local_rank": _LAUNCHER, "machine_rank": _LAUNCHER, "main_process_ip": _LAUNCHER, "main_process_port": _LAUNCHER,
     "num_machines": _LAUNCHER, "num_processes": _LAUNCHER, "accelerate_config": _LAUNCHER,
@@ -86,7 +89,17 @@ NO_EFFECT: dict[str, str] = {
     "validation_image_format": "validation videos are written as mp4",
     "validation_image_quality": "validation videos are written as mp4",
     "validation_multigpu": "validation runs on the main process",
+    "override_dataset_config": "vtrain keys each cache by the dataset settings that shape it and rebuilds what "
+                               "changed, so there is no stored dataset config to override",
 }
+
+_LTX2_CONDITIONS = ("vtrain's ltx2 conditions are ltx2_i2v_probability (a clean first frame), ltx2_extension_frames "
+                    "with ltx2_extension_from (clean frames at the start or the end) and ltx2_ic_lora (a reference "
+                    "clip, scaled by the dataset's conditioning_downscale)")
+_RAMTORCH = ("RamTorch is not part of vtrain; for CPU-resident transformer weights use enable_group_offload with "
+             "group_offload_type leaf_level (each layer streamed from CPU RAM for its forward, as RamTorch does) or "
+             "musubi_blocks_to_swap")
+_SDNQ = "SDNQ quantisation is not part of vtrain; use base_model_precision int8-torchao, fp8-torchao or nf4-bnb"
 
 #: SimpleTuner keys whose non-default values vtrain refuses, with the reason and the fix.
 REFUSED: dict[str, str] = {
@@ -116,11 +129,39 @@ REFUSED: dict[str, str] = {
     "fsdp_enable": "vtrain trains with DDP through accelerate; FSDP is not supported",
     "validation_noise_scheduler": "validation uses the model's own flow-matching scheduler",
     "custom_tracker": "write a tracker plugin (see docs/writing-a-tracker.md)",
+    # memory settings without an equivalent of the same name
+    "ramtorch": _RAMTORCH, "ramtorch_target_modules": _RAMTORCH, "ramtorch_transformer_percent": _RAMTORCH,
+    "ramtorch_disable_extensions": _RAMTORCH, "ramtorch_disable_sync_hooks": _RAMTORCH,
+    "ramtorch_text_encoder": "the text encoder only runs while the text cache is built: quantise it for that with "
+                             "text_encoder_1_precision; offload_during_startup keeps it off the accelerator otherwise",
+    "ramtorch_text_encoder_percent": "see ramtorch_text_encoder: use text_encoder_1_precision",
+    "ramtorch_vae": "bound the VAE's memory with vae_enable_tiling, vae_enable_slicing and vae_enable_patch_conv",
+    "ramtorch_controlnet": "vtrain trains no ControlNet",
+    "context_parallel_size": "vtrain has no context parallelism; save memory per GPU with fsdp_enable (FSDP2) or "
+                             "group offload, and train data-parallel",
+    "context_parallel_comm_strategy": "vtrain has no context parallelism (see context_parallel_size)",
+    "sdnq_use_hadamard": _SDNQ, "sdnq_hadamard_group_size": _SDNQ, "sdnq_group_size": _SDNQ,
+    "sdnq_compile_mode": _SDNQ, "sdnq_use_quantized_matmul": _SDNQ, "sdnq_weights_dtype": _SDNQ,
+    "sdnq_quantized_matmul_dtype": _SDNQ,
+    # SimpleTuner's LTX-2 (ltxvideo2) settings vtrain's ltx2 family expresses differently
+    "ltx2_intrinsic_conditioning": _LTX2_CONDITIONS,
+    "ltx2_prefix_conditioning_probability": _LTX2_CONDITIONS, "ltx2_prefix_conditioning_frames": _LTX2_CONDITIONS,
+    "ltx2_suffix_conditioning_probability": _LTX2_CONDITIONS, "ltx2_suffix_conditioning_frames": _LTX2_CONDITIONS,
+    "ltx2_mask_conditioning_probability": _LTX2_CONDITIONS,
+    "ltx2_reference_spatial_scale_factor": "set conditioning_downscale in the dataset of an ltx2_ic_lora run",
+    "ltx2_reference_temporal_scale_factor": "vtrain's IC-LoRA references keep the target's frame count",
+    "ltx2_validation_pipeline_mode": "vtrain validates with the single-stage LTX2Pipeline (no spatial upscaler pass)",
+    "ltx2_validation_spatial_upsampler_model": "vtrain validates with the single-stage LTX2Pipeline",
+    "ltx2_validation_spatial_upsampler_filename": "vtrain validates with the single-stage LTX2Pipeline",
+    "ltx2_validation_audio_guidance": "validation uses validation_guidance for both the video and the audio stream",
+    "validation_audio_only": "set ltx2_video to off to train and validate the audio stream alone",
+    "validation_ltx2_video_conditioning": "use ltx2_validation_image for image-to-video validation",
 }
 
-#: SimpleTuner settings sections that belong to other model families.
-OTHER_FAMILY_SECTIONS = ("ace_step", "cosmos3", "deepfloyd", "flux", "hidream", "ideogram", "krea2", "ltxvideo2",
-                         "minimaxh3", "minimaxmusic", "pixart", "sana", "sd3", "sdxl", "wan")
+#: SimpleTuner settings sections that belong to one model family. A family claims its own through
+#: ``FamilyTraits.simpletuner_sections``; for every other family they are another family's settings.
+OTHER_FAMILY_SECTIONS = ("ace_step", "cosmos3", "deepfloyd", "flux", "hidream", "ideogram", "krea2", "ltx",
+                         "ltxvideo2", "minimaxh3", "minimaxmusic", "pixart", "sana", "sd3", "sdxl", "wan")
 
 
 @dataclass(frozen=True)
@@ -152,8 +193,9 @@ def _same(value: Any, default: Any) -> bool:
     return text == str(default).strip().lower()
 
 
-def classify(key: str, value: Any) -> Verdict:
-    """Read ``key`` (not a declared vtrain key) set to ``value`` as SimpleTuner would."""
+def classify(key: str, value: Any, own_sections: tuple[str, ...] = ()) -> Verdict:
+    """Read ``key`` (not a declared vtrain key) set to ``value`` as SimpleTuner would; ``own_sections`` are the
+    SimpleTuner sections the selected family claims (their keys are not another family's)."""
     if key in ALIASES:
         return Verdict("alias", target=ALIASES[key])
     if key == "flow_use_uniform_schedule":
@@ -166,7 +208,7 @@ def classify(key: str, value: Any) -> Verdict:
     if known is None:
         return Verdict("unknown")
     section, default = known
-    if section in OTHER_FAMILY_SECTIONS:
+    if section in OTHER_FAMILY_SECTIONS and section not in own_sections:
         if _same(value, default):
             return Verdict("notice", reason=f"a setting of SimpleTuner's {section} models, left at its default")
         return Verdict("refuse", reason=f"a setting of SimpleTuner's {section} models; it does not apply to this family",

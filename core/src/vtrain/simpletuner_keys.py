@@ -145,6 +145,10 @@ SECTIONS: dict[str, dict[str, Any]] = {
         'i2v'
     },
     'ltxvideo2': {
+        'ltx2_first_frame_conditioning_probability': 0.0, 'ltx2_mask_conditioning_probability': 0.0,
+        'ltx2_prefix_conditioning_frames': 1, 'ltx2_prefix_conditioning_probability': 0.0,
+        'ltx2_reference_spatial_scale_factor': None, 'ltx2_reference_temporal_scale_factor': 1,
+        'ltx2_suffix_conditioning_frames': 1, 'ltx2_suffix_conditioning_probability': 0.0,
         'ltx2_intrinsic_conditioning': None, 'ltx2_validation_audio_guidance': None, 'ltx2_validation_pipeline_mode':
         'trained-stage', 'ltx2_validation_spatial_upsampler_filename': 'ltx-2.3-spatial-upscaler-x2-1.1.safetensors',
         'ltx2_validation_spatial_upsampler_model': 'Lightricks/LTX-2.3', 'validation_audio_only': False,
@@ -177,7 +181,8 @@ SECTIONS: dict[str, dict[str, Any]] = {
         'pretrained_unet_subfolder': 'unet', 'pretrained_vae_model_name_or_path': 'madebyollin/sdxl-vae-fp16-fix',
         'quantization_config': None, 'quantize_via': 'accelerator', 'qwen_text_encoder_model_name_or_path': None,
         'rescale_betas_zero_snr': False, 'resume_from_checkpoint': 'latest', 'revision': None, 'sdnq_compile_mode':
-        'auto', 'sdnq_group_size': None, 'sdnq_quantized_matmul_dtype': 'auto', 'sdnq_use_quantized_matmul': None,
+        'auto', 'sdnq_group_size': None, 'sdnq_hadamard_group_size': None, 'sdnq_use_hadamard': None,
+        'sdnq_quantized_matmul_dtype': 'auto', 'sdnq_use_quantized_matmul': None,
         'sdnq_weights_dtype': None, 'seed': None, 'tread_config': None, 'trust_remote_code': False,
         'unet_attention_slice': False, 'vae_cache_disable': False, 'vae_cache_ondemand': False, 'vae_dtype': 'bf16',
         'variant': None

@@ -34,7 +34,8 @@ def test_traits_options_and_catalog() -> None:
     registry = OptionsRegistry()
     declare_options(registry)
     declared = {option.name for option in registry}
-    assert declared == set(OPTION_KEYS) and all(name.startswith("ltx2_") for name in declared)
+    assert declared == set(OPTION_KEYS) and all(name.startswith("ltx2_") for name in declared - {"model_flavour"})
+    assert traits.aliases == ("ltxvideo2",) and traits.simpletuner_sections == ("ltxvideo2",)
     assert all(registry[name].families == ("ltx2",) for name in declared)
     assert distribution_for_family("ltx2") == "vtrain-ltx2" == distribution_for_key("ltx2_audio")
     assert any(d.distribution == "vtrain-ltx2" for d in KNOWN_DISTRIBUTIONS)

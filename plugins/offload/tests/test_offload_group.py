@@ -114,3 +114,25 @@ def test_run_with_group_offload_validates_and_saves_a_portable_lora(ltx_offload_
     pipeline = LTXPipeline.from_pretrained(base)
     pipeline.load_lora_weights(config["output_dir"])
     assert np.abs(render(pipeline) - plain).max() > 1e-4
+
+
+def test_block_swap_offloads_only_the_last_blocks(ltx_tiny_dir: Path, tmp_path: Path, plain_losses: list[float]) -> None:
+    """musubi_blocks_to_swap N: block-level group offload of the last N blocks only; training is unchanged."""
+    from vtrain_offload import group
+
+    runner, bundle = _prepare({**_base(ltx_tiny_dir, tmp_path), "musubi_blocks_to_swap": 1})
+    blocks = bundle.model.transformer_blocks
+    moving = group.offloaded_ids(bundle.model)
+    last = {id(t) for t in [*blocks[-1].parameters(), *blocks[-1].buffers()] if not t.requires_grad}
+    assert moving and moving == last  # only the last block's frozen weights move
+    assert all(p.device.type == "cpu" for p in blocks[0].parameters())  # the others stay resident
+    assert bundle.meta["group_offload"].last_blocks == 1
+    assert any("of the last 1 blocks (block swap)" in line for line in runner.hooks.describe_run(_Run(runner, bundle)))
+    losses = _train(runner, bundle, 8)
+    assert np.allclose(losses, plain_losses, rtol=1e-4, atol=1e-6)
+
+
+class _Run:
+    def __init__(self, runner: Any, bundle: Any) -> None:
+        self.config, self.bundle, self.family = runner.config, bundle, runner.family
+        self.dataset, self.output_dir, self.accelerator = None, Path("."), None

@@ -53,7 +53,7 @@ def test_offset_zero_or_probability_zero_is_bit_identical_to_no_plugin(rollout_c
 def test_one_euler_step_is_the_hand_computed_step(rollout_config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     import vtrain_rollout.rollout as rollout_module
 
-    monkeypatch.setattr(rollout_module, "draw_steps", lambda size, p, top, device: torch.ones(size, dtype=torch.long))
+    monkeypatch.setattr(rollout_module, "draw_steps", lambda size, p, top, device, strategy="uniform": torch.ones(size, dtype=torch.long))
     recorder = BatchRecorder()
     config = {**rollout_config, "scheduled_sampling_sampler": "euler", "scheduled_sampling_reflexflow": False}
     runner, bundle, batch = prepare(config, plugins=[recorder])
@@ -126,7 +126,7 @@ def test_rollout_runs_before_crepa_observes_the_training_forward(rollout_config:
     monkeypatch.setattr(family, "predict_velocity", spy_predict)
     monkeypatch.setattr(family, "capture_hidden_states", SpyCapture)
     monkeypatch.setattr("vtrain_rollout.rollout.draw_steps",
-                        lambda size, p, top, device: torch.full((size,), 2, dtype=torch.long))
+                        lambda size, p, top, device, strategy="uniform": torch.full((size,), 2, dtype=torch.long))
     torch.manual_seed(2)
     out = runner.hooks.compute_loss(bundle, batch, runner.config, TrainState(max_steps=4, shift_for=lambda s: None))
     assert events == ["rollout forward", "rollout forward", "capture on", "capture off"]
@@ -143,7 +143,7 @@ def test_reflexflow_weight_and_anti_drift_term(rollout_config: dict, monkeypatch
     config = {**rollout_config, "scheduled_sampling_sampler": "euler", "scheduled_sampling_reflexflow_alpha": 2.0,
               "scheduled_sampling_reflexflow_beta1": 3.0, "scheduled_sampling_reflexflow_beta2": 0.5}
     runner, bundle, batch = prepare(config, plugins=[recorder])
-    monkeypatch.setattr("vtrain_rollout.rollout.draw_steps", lambda size, p, top, device: torch.tensor([0, 3]))
+    monkeypatch.setattr("vtrain_rollout.rollout.draw_steps", lambda size, p, top, device, strategy="uniform": torch.tensor([0, 3]))
     torch.manual_seed(4)
     out = runner.hooks.compute_loss(bundle, batch, runner.config, TrainState(max_steps=4, shift_for=lambda s: None))
     fed = recorder.batches[-1]

@@ -122,3 +122,42 @@ def test_documented_defaults_are_the_registry_defaults(make_runner: Any, tinyflo
         if value is None:  # unset keys document what unset means
             continue
         assert str(value).lower() == written.lower() or (written == "0" and value == 0), (key, default)
+
+
+def test_simpletuners_ramp_start_and_cosine_shape() -> None:
+    """scheduled_sampling_start_step holds prob_start until that step; ramp_shape cosine eases in and out."""
+    import math
+
+    linear = RolloutSettings(max_step_offset=5, ramp_steps=4, prob_start=0.1, prob_end=0.5, start_step=3)
+    assert [linear.probability_at(s) for s in (0, 3)] == [0.1, 0.1]
+    assert linear.probability_at(5) == pytest.approx(0.1 + 0.4 * 2 / 4) and linear.probability_at(7) == 0.5
+    cosine = RolloutSettings(max_step_offset=5, ramp_steps=4, prob_start=0.1, prob_end=0.5, ramp_shape="cosine")
+    assert cosine.probability_at(1) == pytest.approx(0.1 + 0.4 * (0.5 - 0.5 * math.cos(math.pi / 4)))
+    assert cosine.probability_at(2) == pytest.approx(0.3) and cosine.probability_at(4) == 0.5
+
+
+def test_simpletuners_offset_strategies() -> None:
+    import torch
+
+    from vtrain_rollout.rollout import draw_steps
+
+    torch.manual_seed(0)
+    draws = {name: draw_steps(4000, 1.0, 8, "cpu", name).float() for name in ("uniform", "biased_early", "biased_late")}
+    assert all(int(d.min()) >= 0 and int(d.max()) <= 8 for d in draws.values())
+    assert draws["biased_early"].mean() < draws["uniform"].mean() < draws["biased_late"].mean()
+    assert abs(float(draws["biased_early"].mean()) - 8 / 3) < 0.2  # E[round(u^2 * 8)] ~ 8/3
+
+
+def test_simpletuners_rollout_keys_are_read(tinyflow_config: dict, make_runner: Any) -> None:
+    from vtrain_rollout.samplers import make_scheduler
+
+    config = make_runner({**tinyflow_config, "scheduled_sampling_max_step_offset": 4, "scheduled_sampling_ramp_steps": 5,
+                          "scheduled_sampling_start_step": 2, "scheduled_sampling_ramp_shape": "cosine",
+                          "scheduled_sampling_strategy": "biased_late", "scheduled_sampling_order": 3}).config
+    settings = RolloutSettings.from_config(config)
+    assert (settings.start_step, settings.ramp_shape, settings.strategy, settings.order) == (2, "cosine", "biased_late", 3)
+    assert make_scheduler("unipc", 1000, 3).config.solver_order == 3
+    with pytest.raises(ConfigError, match="dpm solver has orders 1 to 3"):
+        make_runner({**tinyflow_config, "scheduled_sampling_sampler": "dpm", "scheduled_sampling_order": 4})
+    with pytest.raises(ConfigError, match="scheduled_sampling_start_step: shapes the ramp"):
+        make_runner({**tinyflow_config, "scheduled_sampling_start_step": 3})

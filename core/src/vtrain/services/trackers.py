@@ -208,10 +208,11 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
     for name in names:
         if importlib.util.find_spec(name) is None:
             problems.add("report_to", f"the {name} package is not installed", f"pip install {name}, or remove it from report_to")
-    if not _names(config.report_to):
+    if not _names(config.report_to):  # SimpleTuner's example configs set them with report_to none
         for key in ("tracker_project_name", "tracker_run_name"):
-            if config.explicitly_set(key):
-                problems.add(key, "has no effect because report_to is none", "set report_to, or remove the key")
+            note = f"{key}: accepted, no effect in vtrain: report_to is none, so no tracker uses it"
+            if config.explicitly_set(key) and note not in config.notices:
+                config.notices.append(note)
 
 
 @hookimpl

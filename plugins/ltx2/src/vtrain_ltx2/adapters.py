@@ -12,13 +12,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtrain_ltx2.options import LORA_TARGET_ALIASES, LORA_TARGET_GROUPS
+from vtrain_ltx2.options import AUDIO_DEFAULT_GROUPS, LORA_TARGET_ALIASES, LORA_TARGET_GROUPS
 
 if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
     from vtrain.family import ModelBundle
 
 LYCORIS_KEY = "lycoris"
+PROBED_CLIPS = 16  # clips of a video dataset looked at for a sound stream
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpeg", ".mpg")
 DEFAULT_LYCORIS_PRESET: dict[str, Any] = {"target_module": ["LTX2VideoTransformerBlock"], "target_name": [],
                                           "module_algo_map": {}, "name_algo_map": {}, "use_fnmatch": False,
                                           "exclude_name": [], "enable_conv": True, "lora_prefix": "lycoris"}
@@ -44,19 +46,69 @@ def target_regex(names: list[str] | tuple[str, ...]) -> str:
     return "|".join(f"(?:{LORA_TARGET_GROUPS[group]})" for group in expand_groups(names))
 
 
-def lora_config(config: ResolvedConfig) -> Any:
+def _has_sound(folder: Path) -> bool:
+    from vtrain.data.media_io import MediaError, probe_audio
+
+    clips = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)[:PROBED_CLIPS]
+    for clip in clips:
+        try:
+            probe_audio(clip)
+            return True
+        except (MediaError, OSError):
+            continue
+    return False
+
+
+def data_has_audio(config: ResolvedConfig) -> bool:
+    """Whether the run trains on sound: ``ltx2_audio`` is not off, and the data config holds an audio dataset or
+    a video dataset (not opted out with ``"audio": {"auto_split": false}``) whose clips carry a sound stream
+    (the first :data:`PROBED_CLIPS` of each are probed)."""
+    from vtrain_ltx2.checks import _datasets
+
+    if config.ltx2_audio == "off":
+        return False
+    for entry in _datasets(config) or []:
+        kind = entry.get("dataset_type", "image")
+        audio = entry.get("audio") if isinstance(entry.get("audio"), dict) else {}
+        if kind == "audio":
+            return True
+        folder = entry.get("instance_data_dir")
+        if kind == "video" and audio.get("auto_split", True) is not False and folder and Path(folder).is_dir() \
+                and _has_sound(Path(folder)):
+            return True
+    return False
+
+
+def lora_targets(config: ResolvedConfig) -> tuple[str | list[str], str]:
+    """(peft ``target_modules``, how they were chosen): ``peft_lora_target_modules`` when set; else the regex of
+    ``ltx2_lora_targets``, joined by the audio groups when that key is left unset and the data has sound."""
+    from vtrain.lora_targets import peft_target_modules
+
+    manual = peft_target_modules(config)
+    if manual:
+        return manual, f"peft_lora_target_modules ({len(manual)} names)"
+    groups = expand_groups(list(config.ltx2_lora_targets))
+    if not config.explicitly_set("ltx2_lora_targets") and data_has_audio(config):
+        groups += [group for group in AUDIO_DEFAULT_GROUPS if group not in groups]
+        return target_regex(groups), f"{', '.join(groups)} (audio groups added: the data has sound)"
+    return target_regex(groups), ", ".join(groups)
+
+
+def lora_config(config: ResolvedConfig, targets: str | list[str] | None = None) -> Any:
     from peft import LoraConfig
 
     alpha = config.lora_alpha if config.lora_alpha is not None else config.lora_rank
     return LoraConfig(r=config.lora_rank, lora_alpha=alpha, lora_dropout=config.lora_dropout, init_lora_weights=True,
-                      target_modules=target_regex(list(config.ltx2_lora_targets)))
+                      target_modules=targets if targets is not None else lora_targets(config)[0])
 
 
 def add_lora(bundle: ModelBundle, config: ResolvedConfig) -> None:
     import torch
 
     model = bundle.model
-    model.add_adapter(lora_config(config))
+    targets, chosen = lora_targets(config)
+    model.add_adapter(lora_config(config, targets))
+    bundle.meta["lora_targets"] = chosen
     for name, param in model.named_parameters():
         is_lora = "lora_" in name
         param.requires_grad_(is_lora)

@@ -70,6 +70,12 @@ def check_modes(config: ResolvedConfig, problems: ProblemCollector) -> None:
 
 def check_config(config: ResolvedConfig, problems: ProblemCollector) -> None:
     """Every ltx2 check; problems are collected, never raised."""
+    from vtrain_ltx2.flavours import flavour_of
+
+    flavour = flavour_of(config)
+    if flavour.refusal:
+        problems.add("model_flavour", f"vtrain cannot load the {flavour.name} flavour: {flavour.refusal}",
+                     "use model_flavour dev (bf16) and quantise it with base_model_precision (int8-torchao, fp8-torchao)")
     check_modes(config, problems)
     for name in config.ltx2_lora_targets:
         if name not in LORA_TARGET_GROUPS and name not in LORA_TARGET_ALIASES:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
     from vtrain.family import Artifact, LossOutput, ModelBundle, TrainState
 
+SIMPLETUNER_NAMES = ("ltxvideo2",)  # SimpleTuner's model_family for LTX-2, and its settings section
 DEFAULT_FPS = 24  # LTX2Pipeline's frame_rate default
 DEFAULT_TEXT_LENGTH = 1024
 # Full precision when the base model is quantised: input/output projections of both streams, every
@@ -39,13 +40,17 @@ class LTX2Family:
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
                             quantization_exclusions=QUANTIZATION_EXCLUSIONS, i2v_default=False,
                             dataset_validation=True, audio_sample_rate=sample_rate, audio_channels=channels,
-                            repeated_block_classes=("LTX2VideoTransformerBlock",))
+                            repeated_block_classes=("LTX2VideoTransformerBlock",),
+                            aliases=SIMPLETUNER_NAMES, simpletuner_sections=SIMPLETUNER_NAMES)
 
     # -- loading -------------------------------------------------------------------------------
 
     def load_model(self, config: ResolvedConfig) -> ModelBundle:
         from vtrain.family import ModelBundle, base_dtype_name
+        from vtrain.vae_memory import apply_vae_memory, note_once
         from vtrain_ltx2 import loading
+        from vtrain_ltx2.flavours import check_version
+        from vtrain_ltx2.flavours import describe as describe_source
 
         dtype = loading.torch_dtype(base_dtype_name(config))
         transformer = loading.load_transformer(config, dtype)
@@ -55,17 +60,22 @@ class LTX2Family:
         connectors = loading.load_connectors(config, dtype)
         tokenizer, text_encoder = loading.load_text_encoder(config, dtype)
         scheduler = loading.load_scheduler(config)
+        note_once(config, [*apply_vae_memory(vae, config, "video VAE"), *apply_vae_memory(audio_vae, config, "audio VAE")])
         for module in (transformer, vae, audio_vae, vocoder, connectors, text_encoder):
             module.requires_grad_(False)
             if module is not transformer:
                 module.eval()
         layout = loading.detect_layout(transformer, connectors, vocoder)
+        source = loading.base_source(config)
+        if config.get("model_flavour"):
+            check_version(source.flavour, layout.variant, source)
         self.traits = self._traits(int(vae.config.latent_channels), int(audio_vae.config.sample_rate),
                                    int(audio_vae.config.in_channels))
         meta = {"dtype": str(dtype), "compute_dtype": dtype, "layout": layout, "variant": layout.variant,
                 "spatial_compression": int(vae.spatial_compression_ratio),
                 "temporal_compression": int(vae.temporal_compression_ratio),
-                "latent_channels": int(vae.config.latent_channels), "source": config.pretrained_model_name_or_path,
+                "latent_channels": int(vae.config.latent_channels), "source": source.checkpoint or source.base,
+                "flavour": describe_source(source) if config.get("model_flavour") or source.checkpoint else None,
                 "audio_sample_rate": int(audio_vae.config.sample_rate),
                 # the keys that change cached latents / text embeddings besides the core's identity keys
                 "cache_identity": {"vae": {key: str(config.get(key)) for key in ("ltx2_vae_path", "ltx2_audio_vae_path")},
@@ -103,11 +113,11 @@ class LTX2Family:
     # -- the objective -------------------------------------------------------------------------
 
     def _scheduler_settings(self, config: ResolvedConfig) -> dict[str, Any]:
-        key = config.pretrained_model_name_or_path
+        from vtrain_ltx2.loading import _subfolder, base_source
+
+        key = base_source(config).base
         if key not in self._settings:
             from diffusers import FlowMatchEulerDiscreteScheduler
-
-            from vtrain_ltx2.loading import _subfolder
 
             self._settings[key] = dict(FlowMatchEulerDiscreteScheduler.load_config(
                 str(key), subfolder=_subfolder(str(key), "scheduler")))

@@ -1,6 +1,9 @@
 """Loading an LTX-2 pipeline's parts through diffusers and transformers, as a user with the weights would.
 
-``pretrained_model_name_or_path`` (hub id or diffusers folder) gives every part. ``ltx2_transformer_path``,
+``pretrained_model_name_or_path`` (hub id or diffusers folder) gives every part; with ``model_flavour`` it may
+also be a combined single-file checkpoint, a folder holding one, or a hub repo holding one
+(:mod:`vtrain_ltx2.flavours`): the transformer and both VAEs then come from that file, the rest from the
+flavour's diffusers repo. ``ltx2_transformer_path``,
 ``ltx2_vae_path``, ``ltx2_audio_vae_path`` and ``ltx2_text_encoder_path`` replace one part each: a folder
 (the part's own subfolder or its root) or, for the transformer and the two VAEs, a single-file checkpoint
 in the original layout (``from_single_file``, architecture from the base folder's config). The layout
@@ -53,11 +56,18 @@ def _error(what: str, key: str, source: str, exc: Exception) -> Exception:
                                 "single-file checkpoint; set HF_HUB_OFFLINE=1 only when the files are local")])
 
 
+def base_source(config: ResolvedConfig) -> Any:
+    """The run's :class:`vtrain_ltx2.flavours.Source` (``pretrained_model_name_or_path`` and ``model_flavour``)."""
+    from vtrain_ltx2.flavours import resolve
+
+    return resolve(config)
+
+
 def _source(config: ResolvedConfig, key: str) -> tuple[str, str]:
     value = config.get(key) if hasattr(config, "get") else getattr(config, key, None)
     if value:
         return str(value), key
-    return str(config.pretrained_model_name_or_path), "pretrained_model_name_or_path"
+    return str(base_source(config).base), "pretrained_model_name_or_path"
 
 
 def _subfolder(source: str, name: str) -> str | None:
@@ -69,11 +79,15 @@ def _subfolder(source: str, name: str) -> str | None:
 
 
 def _from_pretrained(cls: Any, config: ResolvedConfig, key: str, subfolder: str, **kwargs: Any) -> Any:
-    source, used_key = _source(config, key)
+    """A part from its own key's path, the run's combined checkpoint, or the base folder/repo."""
+    from vtrain_ltx2.combined import load_part
+
+    value = config.get(key) if hasattr(config, "get") else getattr(config, key, None)
+    base = base_source(config)
+    source, used_key = (str(value), key) if value else (base.checkpoint or base.base, "pretrained_model_name_or_path")
     try:
         if Path(source).is_file() and source.endswith(SINGLE_FILE_SUFFIXES):
-            return cls.from_single_file(source, config=str(config.pretrained_model_name_or_path), subfolder=subfolder,
-                                        **kwargs)
+            return load_part(cls, source, base.base, subfolder, kwargs.get("torch_dtype"))
         return cls.from_pretrained(source, subfolder=_subfolder(source, subfolder), **kwargs)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise _error(subfolder, used_key, source, exc) from exc
@@ -103,7 +117,7 @@ def vocoder_class(config: ResolvedConfig) -> Any:
 
     source, _ = _source(config, "ltx2_audio_vae_path")
     if Path(source).is_file():
-        source = str(config.pretrained_model_name_or_path)
+        source = str(base_source(config).base)
     try:
         settings = LTX2Vocoder.load_config(source, subfolder=_subfolder(source, "vocoder"))
     except (OSError, ValueError):
@@ -116,7 +130,7 @@ def load_vocoder(config: ResolvedConfig, dtype: torch.dtype) -> Any:
     cls = vocoder_class(config)
     source, key = _source(config, "ltx2_audio_vae_path")
     if Path(source).is_file():
-        source, key = str(config.pretrained_model_name_or_path), "pretrained_model_name_or_path"
+        source, key = str(base_source(config).base), "pretrained_model_name_or_path"
     try:
         return cls.from_pretrained(source, subfolder=_subfolder(source, "vocoder"), torch_dtype=dtype)
     except (OSError, ValueError) as exc:
@@ -128,7 +142,7 @@ def load_connectors(config: ResolvedConfig, dtype: torch.dtype) -> Any:
 
     source, key = _source(config, "ltx2_text_encoder_path")
     if not (Path(source).is_dir() and (Path(source) / "connectors").is_dir()):
-        source, key = str(config.pretrained_model_name_or_path), "pretrained_model_name_or_path"
+        source, key = str(base_source(config).base), "pretrained_model_name_or_path"
     try:
         return LTX2TextConnectors.from_pretrained(source, subfolder=_subfolder(source, "connectors"), torch_dtype=dtype)
     except (OSError, ValueError) as exc:
@@ -153,7 +167,7 @@ def load_text_encoder(config: ResolvedConfig, dtype: torch.dtype) -> tuple[Any, 
 def load_scheduler(config: ResolvedConfig) -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    source = str(config.pretrained_model_name_or_path)
+    source = str(base_source(config).base)
     try:
         return FlowMatchEulerDiscreteScheduler.from_pretrained(source, subfolder=_subfolder(source, "scheduler"))
     except (OSError, ValueError) as exc:

@@ -61,8 +61,13 @@ def describe_run(run: Any) -> list[str] | None:
     conditions = [name for name, on in (("i2v", config.ltx2_i2v_probability > 0 and config.ltx2_video == "generated"),
                                         ("extension", config.ltx2_extension_frames > 0),
                                         ("ic_lora", config.ltx2_ic_lora)) if on]
-    return [f"ltx2: {layout.describe() if layout else 'layout unknown'}",
-            f"ltx2: video {config.ltx2_video}, audio {config.ltx2_audio}; conditions: {', '.join(conditions) or 'none'}"]
+    lines = [f"ltx2: {layout.describe() if layout else 'layout unknown'}",
+             f"ltx2: video {config.ltx2_video}, audio {config.ltx2_audio}; conditions: {', '.join(conditions) or 'none'}"]
+    if run.bundle.meta.get("flavour"):
+        lines.append(f"ltx2: {run.bundle.meta['flavour']}")
+    if run.bundle.meta.get("lora_targets"):
+        lines.append(f"ltx2: LoRA targets {run.bundle.meta['lora_targets']}")
+    return lines
 
 
 @hookimpl

@@ -25,10 +25,12 @@ _NETWORK_KEYS = {"dropout", "rank_dropout", "module_dropout", "use_tucker", "use
 def lora_config(config: ResolvedConfig) -> Any:
     from peft import LoraConfig
 
+    from vtrain.lora_targets import peft_target_modules
+
     alpha = config.lora_alpha if config.lora_alpha is not None else config.lora_rank
+    targets = peft_target_modules(config) or list(LORA_TARGETS[config.lora_target])
     return LoraConfig(r=config.lora_rank, lora_alpha=alpha,
-                      lora_dropout=config.lora_dropout, init_lora_weights=True,
-                      target_modules=list(LORA_TARGETS[config.lora_target]))
+                      lora_dropout=config.lora_dropout, init_lora_weights=True, target_modules=targets)
 
 
 def add_lora(bundle: ModelBundle, config: ResolvedConfig) -> None:

@@ -55,7 +55,7 @@ class LTXVideoFamily:
                             i2v_default=i2v_default, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
                             unmasked_attention=UNMASKED_ATTENTION, recommended_defaults=defaults,
                             repeated_block_classes=("LTXVideoTransformerBlock",), empty_weight_loading=True,
-                            dataset_validation=True)
+                            dataset_validation=True, simpletuner_sections=("ltx",))
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -73,9 +73,9 @@ class LTXVideoFamily:
         vae.eval()
         text_encoder.eval()
         self.traits = self._traits(int(vae.config.latent_channels), i2v_default=config.ltx_train_mode == "i2v")
-        for switch, enable in (("vae_enable_slicing", vae.enable_slicing), ("vae_enable_tiling", vae.enable_tiling)):
-            if config[switch]:
-                enable()
+        from vtrain.vae_memory import apply_vae_memory, note_once
+
+        note_once(config, apply_vae_memory(vae, config, "video VAE"))
         meta = {
             "dtype": str(dtype),
             "compute_dtype": dtype,

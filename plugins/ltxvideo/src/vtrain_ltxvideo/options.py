@@ -29,8 +29,6 @@ OPTION_KEYS = (
     "validation_decode_timestep",
     "validation_decode_noise_scale",
     "vae_latent_sampling",
-    "vae_enable_slicing",
-    "vae_enable_tiling",
 )
 
 #: The reference trainers' defaults (LTX-Video-Trainer, finetrainers), applied when a config sets none of the keys.
@@ -90,11 +88,6 @@ def declare_options(registry: Any) -> None:
                  "sample: cache the VAE posterior's mean and std and draw a fresh latent each time a sample is "
                  "used (finetrainers, the VAE's latent_dist.sample()); mode: always the posterior mean.",
                  choices=("sample", "mode"), **own)
-    registry.add("vae_enable_slicing", "bool", False,
-                 "Encode/decode one sample at a time in the VAE (diffusers' enable_slicing): less memory.", **own)
-    registry.add("vae_enable_tiling", "bool", False,
-                 "Encode/decode in overlapping spatial tiles (diffusers' enable_tiling): much less memory for "
-                 "large frames; tile seams may differ slightly from a full decode.", **own)
     registry.add("validation_image", "path", None,
                  "Conditioning image for image-to-video validation; unset: the first frame of a training clip "
                  "when i2v training is on, otherwise text-to-video validation.", **own)

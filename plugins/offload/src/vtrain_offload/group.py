@@ -38,19 +38,21 @@ class GroupOffloadPlan:
     use_stream: bool
     disk_path: str | None
     onload_device: str
+    last_blocks: int | None = None  # only the last N blocks of each block list move (musubi_blocks_to_swap)
 
 
 def apply(model: torch.nn.Module, onload_device: torch.device, offload_type: str, blocks_per_group: int,
-          use_stream: bool, disk_path: str | None) -> GroupOffloadPlan:
+          use_stream: bool, disk_path: str | None, last_blocks: int | None = None) -> GroupOffloadPlan:
     """Install diffusers' group-offloading hooks on ``model`` so that they move only the frozen tensors
-    inside its blocks; everything outside the blocks keeps its data (see :func:`keep_resident`)."""
+    inside its blocks (only the last ``last_blocks`` of each block list when given); everything else keeps
+    its data (see :func:`keep_resident`)."""
     import torch
     from diffusers.hooks import apply_group_offloading
 
     model.to("cpu")
     if disk_path:
         _clear_stale_groups(disk_path)
-    movable = block_tensor_ids(model)
+    movable = block_tensor_ids(model, last_blocks)
     # installing the hooks offloads at once (to disk: the data is replaced by empty tensors), so keep
     # the data of the tensors that will stay resident
     outside = {id(t): (t, t.data) for t in [*model.parameters(), *model.buffers()] if id(t) not in movable}
@@ -63,7 +65,7 @@ def apply(model: torch.nn.Module, onload_device: torch.device, offload_type: str
     for group in groups(model):
         _restrict(group, movable)
     defer_offload_in_backward(model)
-    return GroupOffloadPlan(offload_type, per_group, use_stream, disk_path, str(onload_device))
+    return GroupOffloadPlan(offload_type, per_group, use_stream, disk_path, str(onload_device), last_blocks)
 
 
 def _clear_stale_groups(disk_path: str) -> None:
@@ -77,16 +79,19 @@ def _clear_stale_groups(disk_path: str) -> None:
         stale.unlink()
 
 
-def block_tensor_ids(model: torch.nn.Module) -> set[int]:
+def block_tensor_ids(model: torch.nn.Module, last_blocks: int | None = None) -> set[int]:
     """ids of the frozen parameters and the buffers inside the model's block lists (``ModuleList`` /
-    ``Sequential`` children of the model: what diffusers' block-level offloading groups)."""
+    ``Sequential`` children of the model: what diffusers' block-level offloading groups), or inside the
+    last ``last_blocks`` blocks of each list."""
     import torch
 
     ids: set[int] = set()
     for child in model.children():
         if isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential)):
-            ids.update(id(t) for t in child.parameters() if not t.requires_grad)
-            ids.update(id(t) for t in child.buffers())
+            blocks = list(child)[-last_blocks:] if last_blocks else list(child)
+            for block in blocks:
+                ids.update(id(t) for t in block.parameters() if not t.requires_grad)
+                ids.update(id(t) for t in block.buffers())
     return ids
 
 

@@ -37,7 +37,8 @@ SPEED_META = "speed"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 OPTION_KEYS = ("enable_group_offload", "group_offload_type", "group_offload_blocks_per_group",
                "group_offload_use_stream", "group_offload_to_disk_path", "enable_model_cpu_offload",
-               "attention_mechanism", "torch_compile", "torch_compile_mode")
+               "musubi_blocks_to_swap", "musubi_block_swap_device", "attention_mechanism", "torch_compile",
+               "torch_compile_mode")
 
 
 @hookimpl
@@ -52,12 +53,22 @@ def add_options(registry: OptionsRegistry) -> None:
                  choices=("block_level", "leaf_level"), **off)
     registry.add("group_offload_blocks_per_group", "int", 1, "Blocks moved together (block_level).", minimum=1, **off)
     registry.add("group_offload_use_stream", "bool", False,
-                 "Overlap transfers with compute on a CUDA stream. Refused while training: group offload needs "
-                 "gradient checkpointing, whose backward pass reloads the blocks in the reverse order of the "
-                 "stream's prefetch. Kept so configs that set it false still load.", **off)
+                 "Overlap transfers with compute on a CUDA stream. It cannot take effect while training (group "
+                 "offload needs gradient checkpointing, whose backward pass reloads the blocks in the reverse order "
+                 "of the stream's prefetch), so true is accepted with a note and the offload runs without a stream "
+                 "(SimpleTuner's LTX-2 quick-start sets it).", **off)
     registry.add("group_offload_to_disk_path", "path", None,
                  "Stage offloaded weights in safetensors files in this folder instead of RAM (slower, for < 64 GB RAM). "
                  "With several processes each uses its own subfolder rank-<index>.", **off)
+    registry.add("musubi_blocks_to_swap", "int", 0,
+                 "SimpleTuner's block swap: keep the frozen weights of the last N transformer blocks in CPU RAM and "
+                 "bring each to the accelerator only for its forward (block-level group offload of those blocks, one "
+                 "per group); the other blocks stay resident. 0: off. With enable_group_offload (every block) it has no "
+                 "effect, and says so.",
+                 minimum=0, **off)
+    registry.add("musubi_block_swap_device", "str", "cpu",
+                 "Where swapped blocks wait: cpu (the only place group offload keeps weights; "
+                 "group_offload_to_disk_path stages them on disk instead).", choices=("cpu",), **off)
     registry.add("enable_model_cpu_offload", "bool", False,
                  "Keep the VAE and text encoders on the CPU; they visit the accelerator only while they encode or "
                  "validate. Without it they still return to the CPU after caching and after each validation. "
@@ -81,35 +92,44 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
     """Impossible combinations, each with the reason and an alternative."""
     from vtrain_offload.speed import attention_problem, combination_problems
 
+    swap = config.musubi_blocks_to_swap > 0
+    if swap and config.enable_group_offload:
+        from vtrain.vae_memory import note_once
+
+        note_once(config, ["musubi_blocks_to_swap: accepted, no effect in vtrain: block swap is group offload of the "
+                           "last blocks only, and enable_group_offload already offloads every block"])
+    offloading = config.enable_group_offload or swap
     if config.enable_group_offload and config.enable_model_cpu_offload:
         problems.add("enable_model_cpu_offload", "enable_group_offload and enable_model_cpu_offload both decide where "
                      "the model's weights live and cannot be combined",
                      "use enable_group_offload alone (it saves more memory), or only enable_model_cpu_offload")
-    if config.enable_group_offload and config.get("fsdp_enable"):
+    if offloading and config.get("fsdp_enable"):
         problems.add("enable_group_offload", "group offload and FSDP both decide where the transformer's weights live: "
                      "group offload moves whole blocks between CPU and the accelerator with its own hooks, while FSDP "
                      "replaces every weight with a shard and gathers it with its own hooks, so neither would find the "
                      "weights where it left them", "with FSDP, save memory with fsdp_offload_params (FSDP's own CPU "
                      "offload of the shards) instead, or train without fsdp_enable")
-    if config.enable_group_offload and config.model_type == "full":
+    if offloading and config.model_type == "full":
         problems.add("enable_group_offload", "group offload moves frozen weights between devices, but model_type=full "
                      "trains every weight (the optimizer needs them on the accelerator)",
                      "use model_type=lora with group offload, or turn enable_group_offload off")
-    if config.enable_group_offload and not config.gradient_checkpointing:
+    if offloading and not config.gradient_checkpointing:
         problems.add("enable_group_offload", "group offload while training needs gradient_checkpointing: without "
                      "it the backward pass needs every block's weights at once, on the accelerator, and the offload "
                      "would have moved them away", "set gradient_checkpointing=true (each block is then reloaded and "
                      "recomputed in the backward pass)")
     if config.group_offload_use_stream:
-        problems.add("group_offload_use_stream", "group offload needs gradient_checkpointing while training, and "
-                     "its backward pass reloads the blocks last to first, out of the order the stream prefetches "
-                     "them, so the stream can never take effect", "remove group_offload_use_stream")
+        from vtrain.vae_memory import note_once
+
+        note_once(config, ["group_offload_use_stream: accepted, no effect in vtrain: group offload needs "
+                           "gradient_checkpointing while training, and its backward pass reloads the blocks last to "
+                           "first, out of the order a stream prefetches them; the offload runs without a stream"])
     precision = config.get("base_model_precision", "no_change")
-    if config.enable_group_offload and config.group_offload_to_disk_path and precision != "no_change":
+    if offloading and config.group_offload_to_disk_path and precision != "no_change":
         problems.add("group_offload_to_disk_path", f"quantised weights ({precision}) are tensor subclasses that "
                      "safetensors cannot write to disk",
                      "leave group_offload_to_disk_path unset (offload to RAM), or use base_model_precision=no_change")
-    elif config.enable_group_offload and precision.endswith(RAM_UNSAFE_SUFFIXES):
+    elif offloading and precision.endswith(RAM_UNSAFE_SUFFIXES):
         problems.add("enable_group_offload", f"{precision} weights keep their payload and scales in inner tensors "
                      "that diffusers' group offload does not move (it reassigns param.data), so the accelerator's "
                      "kernels would read CPU memory", "use int8-torchao or fp8-torchao (moved whole) with group "
@@ -138,15 +158,20 @@ def load_model(config: ResolvedConfig, family: ModelFamily) -> Any:
 @hookimpl
 def place_model(bundle: ModelBundle, config: ResolvedConfig, device: Any) -> bool | None:
     """With ``enable_group_offload``: install the group-offloading hooks and take over placement."""
-    if not config.enable_group_offload:
+    swap = config.musubi_blocks_to_swap
+    if not config.enable_group_offload and not swap:
         return None
     import torch
 
     from vtrain_offload import group
 
     device = torch.device(device)
-    plan = group.apply(bundle.model, device, config.group_offload_type, config.group_offload_blocks_per_group,
-                       False, rank_folder(config.group_offload_to_disk_path))
+    if swap and not config.enable_group_offload:  # block swap: block-level offload of the last N blocks, one block per group
+        plan = group.apply(bundle.model, device, "block_level", 1, False,
+                           rank_folder(config.group_offload_to_disk_path), last_blocks=swap)
+    else:
+        plan = group.apply(bundle.model, device, config.group_offload_type, config.group_offload_blocks_per_group,
+                           False, rank_folder(config.group_offload_to_disk_path))
     for module in bundle.extra_trainables.values():
         module.to(device)
     bundle.meta[PLAN_META] = plan
@@ -279,7 +304,8 @@ def describe_run(run: RunContext) -> list[str] | None:
     if plan is not None:
         where = f"disk ({plan.disk_path})" if plan.disk_path else "CPU RAM"
         size = f", {plan.blocks_per_group} block(s) per group" if plan.blocks_per_group else ""
-        lines.append(f"group offload {plan.offload_type}{size} to {where}, onload {plan.onload_device}, "
+        which = f" of the last {plan.last_blocks} blocks (block swap)" if plan.last_blocks else ""
+        lines.append(f"group offload {plan.offload_type}{which}{size} to {where}, onload {plan.onload_device}, "
                      f"stream {'on' if plan.use_stream else 'off'}")
     if config.enable_model_cpu_offload:
         lines.append("model CPU offload: VAE and text encoders return to the CPU after each use")

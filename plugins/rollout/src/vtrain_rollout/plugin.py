@@ -29,7 +29,7 @@ META_KEY = "rollout"
 
 @hookimpl
 def add_options(registry: Any) -> None:
-    from vtrain_rollout.settings import SAMPLERS
+    from vtrain_rollout.settings import SAMPLERS, STRATEGIES
 
     common = {"category": CATEGORY}
     registry.add("scheduled_sampling_max_step_offset", "int", 0,
@@ -47,6 +47,19 @@ def add_options(registry: Any) -> None:
     registry.add("scheduled_sampling_prob_end", "float", None,
                  "Rollout probability reached at scheduled_sampling_ramp_steps (unset: 0.5).",
                  minimum=0.0, maximum=1.0, **common)
+    registry.add("scheduled_sampling_start_step", "int", 0,
+                 "The ramp holds scheduled_sampling_prob_start until this global step, then starts rising.",
+                 minimum=0, **common)
+    registry.add("scheduled_sampling_ramp_shape", "str", "linear",
+                 "Curve of the ramp: linear, or cosine (slow start and end: 0.5 - 0.5 cos(pi progress)).",
+                 choices=("linear", "cosine"), **common)
+    registry.add("scheduled_sampling_strategy", "str", "uniform",
+                 "How a rolled-out sample's k is drawn in 0..scheduled_sampling_max_step_offset: uniform, "
+                 "biased_early (round(u^2 max): mostly short rollouts) or biased_late (round((1-u^2) max): mostly long).",
+                 choices=STRATEGIES, **common)
+    registry.add("scheduled_sampling_order", "int", 2,
+                 "Solver order of the unipc (any order) and dpm (1 to 3) samplers; euler and rk4 have a fixed order.",
+                 minimum=1, **common)
     registry.add("scheduled_sampling_sampler", "str", "unipc",
                  "Solver of the rollout: unipc, euler, dpm (diffusers' flow-matching schedulers) or rk4 "
                  "(4 model evaluations per step).", choices=SAMPLERS, **common)
@@ -87,6 +100,14 @@ def validate_config(config: Any, family: Any, problems: Any) -> None:
                 problems.add(key, "is only used by the ramp, and scheduled_sampling_ramp_steps is 0",
                              f"set scheduled_sampling_ramp_steps > 0, or remove {key} "
                              "(scheduled_sampling_probability sets a constant probability)")
+    if config.scheduled_sampling_sampler == "dpm" and config.scheduled_sampling_order > 3:
+        problems.add("scheduled_sampling_order", f"the dpm solver has orders 1 to 3, got {config.scheduled_sampling_order}",
+                     "use an order of at most 3, or scheduled_sampling_sampler unipc")
+    if config.scheduled_sampling_ramp_steps == 0:
+        for key, default in (("scheduled_sampling_start_step", 0), ("scheduled_sampling_ramp_shape", "linear")):
+            if getattr(config, key) != default:
+                problems.add(key, "shapes the ramp, and scheduled_sampling_ramp_steps is 0",
+                             f"set scheduled_sampling_ramp_steps > 0, or remove {key}")
     if config.scheduled_sampling_reflexflow and config.scheduled_sampling_max_step_offset <= 0:
         problems.add("scheduled_sampling_reflexflow", "acts on rolled-out samples, and rollout is off "
                      "(scheduled_sampling_max_step_offset is 0)",

@@ -22,14 +22,20 @@ Predict = Callable[[dict[str, Any], "torch.Tensor", "torch.Tensor"], "torch.Tens
 SIGMA_SOURCE_MAX = 0.999  # sigma 1 has no signal; multistep solvers take log(1 - sigma)
 
 
-def draw_steps(batch_size: int, probability: float, max_step_offset: int, device: Any) -> torch.Tensor:
-    """(B,) rollout lengths: a sample is chosen with ``probability``, then k is uniform in 0..max (0: none).
+def draw_steps(batch_size: int, probability: float, max_step_offset: int, device: Any,
+               strategy: str = "uniform") -> torch.Tensor:
+    """(B,) rollout lengths: a sample is chosen with ``probability``, then k is drawn in 0..max (0: none):
+    uniformly, or with ``strategy`` biased_early (round(u^2 max)) or biased_late (round((1 - u^2) max)).
 
     Both draws come from the torch global RNG (on ``device``), which checkpoints save and restore."""
     import torch
 
     chosen = torch.rand(batch_size, device=device) < probability
-    steps = torch.randint(0, max_step_offset + 1, (batch_size,), device=device)
+    if strategy == "uniform":
+        steps = torch.randint(0, max_step_offset + 1, (batch_size,), device=device)
+    else:
+        u = torch.rand(batch_size, device=device) ** 2
+        steps = torch.round((u if strategy == "biased_early" else 1.0 - u) * max_step_offset).long()
     return torch.where(chosen, steps, torch.zeros_like(steps))
 
 
@@ -68,7 +74,7 @@ class RolloutResult:
 
 def roll_out(predict: Predict, batch: dict[str, Any], x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
              steps: torch.Tensor, sampler: str, num_train_timesteps: int,
-             condition_mask: torch.Tensor | None) -> RolloutResult:
+             condition_mask: torch.Tensor | None, order: int = 2) -> RolloutResult:
     """Run the plan ``steps`` with ``sampler``; ``predict(sub_batch, x, sigmas)`` is the family's velocity."""
     import torch
 
@@ -86,7 +92,7 @@ def roll_out(predict: Predict, batch: dict[str, Any], x0: torch.Tensor, noise: t
             grid = torch.linspace(float(source[row]), float(sigmas[row]), count + 1).tolist()
             grid[0], grid[-1] = float(source[row]), float(sigmas[row])
             start = noisy_latents(x0[row:row + 1], noise[row:row + 1], source[row:row + 1])
-            paths[row] = make_path(sampler, start, grid, num_train_timesteps)
+            paths[row] = make_path(sampler, start, grid, num_train_timesteps, order)
             pending[row] = next(paths[row])
         while pending:
             order = sorted(pending)

@@ -44,10 +44,10 @@ class RolloutRuntime:
         batch.update(inputs)
         x0 = batch["latents"].float()
         sigmas, noise = inputs["sigmas"], inputs["noise"]
-        steps = draw_steps(x0.shape[0], probability, settings.max_step_offset, x0.device)
+        steps = draw_steps(x0.shape[0], probability, settings.max_step_offset, x0.device, settings.strategy)
         mask = family.fixed_condition_mask(bundle, batch)
         result = roll_out(lambda sub, x, at: family.predict_velocity(bundle, sub, x, at), batch, x0, noise, sigmas,
-                          steps, settings.sampler, train_timesteps(bundle), mask)
+                          steps, settings.sampler, train_timesteps(bundle), mask, settings.order)
         rolled = result.rolled
         self.pending = {"rolled": rolled, "steps": result.steps}
         if bool(rolled.any()):

@@ -23,15 +23,16 @@ EVALUATIONS_PER_STEP = {"euler": 1, "unipc": 1, "dpm": 1, "rk4": 4}
 Path = Generator[tuple["torch.Tensor", float], "torch.Tensor", "torch.Tensor"]
 
 
-def make_scheduler(name: str, num_train_timesteps: int) -> Any:
-    """A fresh diffusers scheduler for flow matching (shift 1: the grid is already where it should be).
+def make_scheduler(name: str, num_train_timesteps: int, order: int = 2) -> Any:
+    """A fresh diffusers scheduler for flow matching (shift 1: the grid is already where it should be);
+    ``order`` is the unipc/dpm solver order.
 
     Copied from one built per sampler: building FlowMatchEulerDiscreteScheduler takes ~17 ms, a copy ~0.1 ms."""
-    return copy.deepcopy(_prototype(name, num_train_timesteps))
+    return copy.deepcopy(_prototype(name, num_train_timesteps, order))
 
 
 @functools.lru_cache(maxsize=8)
-def _prototype(name: str, num_train_timesteps: int) -> Any:
+def _prototype(name: str, num_train_timesteps: int, order: int = 2) -> Any:
     from diffusers import (
         DPMSolverMultistepScheduler,
         FlowMatchEulerDiscreteScheduler,
@@ -42,10 +43,10 @@ def _prototype(name: str, num_train_timesteps: int) -> Any:
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=1.0)
     if name == "unipc":
         return UniPCMultistepScheduler(num_train_timesteps=num_train_timesteps, prediction_type="flow_prediction",
-                                       use_flow_sigmas=True, flow_shift=1.0, solver_order=2)
+                                       use_flow_sigmas=True, flow_shift=1.0, solver_order=order)
     if name == "dpm":
         return DPMSolverMultistepScheduler(num_train_timesteps=num_train_timesteps, prediction_type="flow_prediction",
-                                           use_flow_sigmas=True, flow_shift=1.0, solver_order=2,
+                                           use_flow_sigmas=True, flow_shift=1.0, solver_order=order,
                                            algorithm_type="dpmsolver++")
     raise ValueError(f"no diffusers scheduler for rollout sampler {name!r}")
 
@@ -84,8 +85,9 @@ def rk4_path(x: torch.Tensor, grid: Sequence[float]) -> Path:
     return x
 
 
-def make_path(name: str, x: torch.Tensor, grid: Sequence[float], num_train_timesteps: int) -> Path:
-    """The path of sampler ``name`` from ``x`` at ``grid[0]`` to ``grid[-1]``."""
+def make_path(name: str, x: torch.Tensor, grid: Sequence[float], num_train_timesteps: int, order: int = 2) -> Path:
+    """The path of sampler ``name`` (``order`` for unipc and dpm) from ``x`` at ``grid[0]`` to ``grid[-1]``."""
     if name == "rk4":
         return rk4_path(x, grid)
-    return scheduler_path(make_scheduler(name, num_train_timesteps), x, grid, num_train_timesteps)
+    return scheduler_path(make_scheduler(name, num_train_timesteps, order if name != "euler" else 1), x, grid,
+                          num_train_timesteps)
