@@ -90,3 +90,15 @@ def _check_loads_unquantised(runner: Any, out: Path, adapter: str, base: str) ->
     from vtrain_ltxvideo.testing import lora_output_change
 
     assert lora_output_change(base, out) > 1e-4
+
+
+def test_quanto_base_in_fp32_trains_under_bf16_autocast_on_the_cpu(ltx_quant_config: dict[str, Any],
+                                                                      quanto_ready: None) -> None:
+    """mixed_precision's default (bf16) on a CPU run's fp32 base: quanto's CPU kernel for bf16 inputs needs
+    bf16 scales, so the layers get their inputs in the weights' dtype (it used to stop with a RuntimeError)."""
+    from vtrain.runner import Runner
+
+    config = {**ltx_quant_config, "base_model_precision": "int8-quanto", "mixed_precision": "bf16",
+              "base_model_default_dtype": "fp32", "max_train_steps": 2}
+    result = Runner.from_config(config, plugins=[SyntheticDataPlugin(count=4, frames=9)]).run()
+    assert result.steps == 2 and math.isfinite(result.final_loss)

@@ -109,6 +109,24 @@ def _quanto(module: torch.nn.Module, precision: str, names: list[str]) -> None:
     weights = {"int8-quanto": qint8, "int4-quanto": qint4, "fp8-quanto": qfloat8}[precision]
     quantize(module, weights=weights, include=names)
     freeze(module)  # replace the float weights by their quantised form (the memory saving)
+    for name in names:
+        module.get_submodule(name).register_forward_pre_hook(_cpu_activations_in_weight_dtype)
+
+
+def _cpu_activations_in_weight_dtype(layer: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """On the CPU, give a quanto layer its inputs in its weights' dtype.
+
+    Under bf16 autocast an fp32 base's quanto layers receive bf16 activations, and quanto's CPU kernel
+    for bf16 inputs (``torch._weight_int8pack_mm``) then refuses the fp32 scales. CUDA's kernel mixes
+    dtypes itself, so only CPU inputs are cast.
+    """
+    import torch
+
+    inputs = args[0] if args else None
+    if (isinstance(inputs, torch.Tensor) and inputs.device.type == "cpu" and inputs.is_floating_point()
+            and inputs.dtype != layer.weight.dtype):
+        return (inputs.to(layer.weight.dtype), *args[1:])
+    return None
 
 
 def _torchao(module: torch.nn.Module, precision: str, names: list[str]) -> None:
