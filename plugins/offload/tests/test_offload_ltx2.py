@@ -141,3 +141,72 @@ def test_ltx2_int8_torchao_weights_move_whole_with_their_group(ltx2_tiny_dir: Pa
             assert len(inner) >= 2 and {t.device.type for t in inner} == {"meta"}
             moved.add(names[id(param)].split(".")[2])
     assert {"attn1", "audio_attn1", "audio_to_video_attn", "video_to_audio_attn", "ff", "audio_ff"} <= moved
+
+
+def _copy_whole(tensor: Any) -> Any:
+    """A new tensor subclass object holding copies of ``tensor``'s inner tensors (a transfer's result, on the CPU)."""
+    names, context = tensor.__tensor_flatten__()
+    return type(tensor).__tensor_unflatten__({name: getattr(tensor, name).clone() for name in names}, context,
+                                             tensor.size(), tensor.stride())
+
+
+def test_nf4_torchao_base_with_group_offload_trains_like_nf4_without_it(ltx2_tiny_dir: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchao's NF4Tensor keeps its payload and double-quantised scales in inner tensors, which diffusers'
+    ``param.data = ...`` would leave behind; the groups move those weights whole (swap_tensors). On the CPU each
+    move is made a real swap of copies, in the forward pass and in the checkpointed backward pass, and the run
+    matches the nf4 run without offload."""
+    from torchao.quantization import NF4Tensor
+
+    from vtrain_offload import group
+
+    nf4 = {"base_model_precision": "nf4-torchao"}
+    runner, bundle = _prepare(_base(ltx2_tiny_dir, tmp_path / "plain", **nf4))
+    assert isinstance(bundle.model.transformer_blocks[0].audio_attn1.to_q.base_layer.weight, NF4Tensor)
+    expected = _train(runner, bundle, 4)
+
+    swaps: list[str] = []
+
+    def copy_and_swap(tensors: list[Any], device: Any) -> None:
+        for tensor in tensors:
+            torch.utils.swap_tensors(tensor, _copy_whole(tensor).to(device))
+            swaps.append(str(device))
+
+    monkeypatch.setattr(group, "move_whole", copy_and_swap)
+    runner, bundle = _prepare(_base(ltx2_tiny_dir, tmp_path / "offload", enable_group_offload=True, **nf4))
+    model = bundle.model
+    whole = [t for g in group.groups(model) for t in g._vtrain_whole]
+    nf4_block_weights = [p for n, p in model.named_parameters() if n.startswith("transformer_blocks.")
+                         and isinstance(p, NF4Tensor)]
+    assert whole and {id(t) for t in whole} == {id(p) for p in nf4_block_weights}
+    assert {id(t) for t in whole} <= group.offloaded_ids(model)  # never made resident
+    losses = _train(runner, bundle, 4)
+    np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
+    per_pass = 2 * len(whole)  # each weight loaded and offloaded once per forward, and again in the backward
+    assert len(swaps) >= 4 * 2 * per_pass, len(swaps)
+
+
+def test_nf4_torchao_weights_follow_their_group_to_another_device(ltx2_tiny_dir: Path, tmp_path: Path) -> None:
+    """The group's onload_ moves each NF4 weight's inner tensors to the onload device (the meta device, the CPU's
+    stand-in for a second device), the Python objects staying the module's (NF4 with its block sizes, not a
+    dequantised copy)."""
+    from torchao.quantization import NF4Tensor
+
+    from vtrain_offload import group
+
+    _runner, bundle = _prepare(_base(ltx2_tiny_dir, tmp_path, enable_group_offload=True,
+                                     base_model_precision="nf4-torchao"))
+    weight = bundle.model.transformer_blocks[0].attn1.to_q.base_layer.weight
+    checked = 0
+    for g in group.groups(bundle.model):
+        if not g._vtrain_whole:
+            continue
+        g.parameters, g.buffers = [], []  # the plain tensors: a CPU -> meta .data assignment is refused
+        g.onload_device = torch.device("meta")
+        g.onload_()
+        for tensor in g._vtrain_whole:
+            assert isinstance(tensor, NF4Tensor) and tensor.block_size == 64
+            assert {getattr(tensor, n).device.type for n in tensor.__tensor_flatten__()[0]} == {"meta"}
+            checked += 1
+    assert checked == sum(isinstance(p, NF4Tensor) for p in bundle.model.transformer_blocks.parameters()) > 0
+    assert bundle.model.transformer_blocks[0].attn1.to_q.base_layer.weight is weight and weight.device.type == "meta"

@@ -112,8 +112,8 @@ def validate_config(config: ResolvedConfig, family: ModelFamily, problems: Probl
     elif config.enable_group_offload and precision.endswith(RAM_UNSAFE_SUFFIXES):
         problems.add("enable_group_offload", f"{precision} weights keep their payload and scales in inner tensors "
                      "that diffusers' group offload does not move (it reassigns param.data), so the accelerator's "
-                     "kernels would read CPU memory", "use int8-torchao or fp8-torchao (moved whole) with group "
-                     "offload, or turn enable_group_offload off")
+                     "kernels would read CPU memory", "use nf4-torchao, int8-torchao or fp8-torchao (moved whole) "
+                     "with group offload, or turn enable_group_offload off")
     if config.torch_compile and config.enable_group_offload and config.group_offload_type == "leaf_level":
         problems.add("torch_compile", "leaf_level group offload runs a hook around every layer, which splits each "
                      "compiled block into many graphs", "use group_offload_type=block_level with torch_compile")
