@@ -146,13 +146,15 @@ class LossOutput:
     """What ``compute_loss`` returns: the total to back-propagate and its named terms.
 
     Wrappers add terms with :meth:`add_term`; the total is kept equal to the sum of the terms.
-    ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...).
+    ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...); a metric may be a
+    detached 0-dim tensor, which the loop reads after the backward pass (no device sync inside the step).
     ``prediction`` is the model's output in the latents' layout, with its graph, when the family
     offers it (:class:`VelocityPredictor` families do), so a wrapper can add a term on it.
 
     :param loss: the scalar to back-propagate (the sum of ``terms``).
     :param terms: named parts of the loss; each is logged as ``loss/<name>``.
-    :param metrics: numbers logged under their own names (``sigma_mean`` ...), not optimised.
+    :param metrics: numbers (or detached 0-dim tensors) logged under their own names (``sigma_mean`` ...),
+        not optimised.
     :param prediction: the model's output (latents' layout, with its graph), or ``None``.
     :param predictions: for a :class:`MultiStreamVelocityPredictor` family, the output for each generated
         :class:`LatentStream` by name (each in its stream's layout, with its graph); ``prediction`` is then the
@@ -161,7 +163,7 @@ class LossOutput:
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
     prediction: torch.Tensor | None = None
     predictions: dict[str, torch.Tensor] = field(default_factory=dict)
 

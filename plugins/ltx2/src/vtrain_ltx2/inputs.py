@@ -184,18 +184,20 @@ def transformer_inputs(bundle: ModelBundle, batch: dict[str, Any], config: Resol
     _, _, frames, height, width = x0.shape
     timestep = sigmas * float(bundle.noise_scheduler.config.get("num_train_timesteps", TIMESTEP_SCALE))
 
-    tokens = LTX2Pipeline._pack_latents(x0, 1, 1)
+    video_tokens = frames * height * width  # patch size 1
     if modes.video == "generated":
         x_t = noisy["video"].to(device, x0.dtype) if "video" in noisy else noisy_latents(x0, drawn["noise"], sigmas)
         frame_mask = drawn.get(CONDITION_KEY)
         condition = None if frame_mask is None else LTX2Pipeline._pack_latents(frame_mask[:, None], 1, 1).squeeze(-1)
         hidden = LTX2Pipeline._pack_latents(x_t, 1, 1)
         video_t = timestep
-        if condition is not None:
+        if condition is not None:  # clean condition tokens (the common text-to-video step packs x0 not at all)
+            tokens = LTX2Pipeline._pack_latents(x0, 1, 1)
             hidden = hidden * (1 - condition[..., None]) + tokens * condition[..., None]
             video_t = timestep[:, None] * (1 - condition)
         video_sigma = timestep
     else:
+        tokens = LTX2Pipeline._pack_latents(x0, 1, 1)
         condition = torch.ones(tokens.shape[:2], device=device)
         hidden, video_t, video_sigma = tokens, torch.zeros(tokens.shape[:2], device=device), torch.zeros_like(timestep)
     coords = transformer.rope.prepare_video_coords(size, frames, height, width, device, fps=fps)
@@ -221,7 +223,7 @@ def transformer_inputs(bundle: ModelBundle, batch: dict[str, Any], config: Resol
         video_coords=coords, audio_coords=audio_coords, isolate_modalities=modes.isolate,
         spatio_temporal_guidance_blocks=None, perturbation_mask=None, use_cross_timestep=True,
         attention_kwargs=None, return_dict=False)
-    return Call(kwargs=kwargs, condition=condition, video_tokens=tokens.shape[1], grid=(frames, height, width))
+    return Call(kwargs=kwargs, condition=condition, video_tokens=video_tokens, grid=(frames, height, width))
 
 
 def _append_references(transformer: Any, references: torch.Tensor, hidden: torch.Tensor, video_t: torch.Tensor,

@@ -56,7 +56,8 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
     x0, a0 = clean.video, clean.audio
     terms: dict[str, torch.Tensor] = {}
     sigmas = drawn["sigmas"]
-    metrics: dict[str, float] = {"sigma_mean": float(sigmas.mean())}
+    # metrics stay detached tensors: the loop reads them after the backward pass (no sync inside the step)
+    metrics: dict[str, Any] = {"sigma_mean": sigmas.mean()}
     predictions: dict[str, torch.Tensor] = {}
     total: Any = 0.0  # at least one modality is generated (batch_modes), so total becomes a tensor
     if modes.video == "generated":
@@ -69,11 +70,11 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
             error = LTX2Pipeline._pack_latents(squared, 1, 1).mean(dim=-1)
             weight = 1 - call.condition
             video_loss = (error * weight).sum() / weight.sum().clamp_min(1)
-            metrics["condition_fraction"] = float(call.condition.mean())
+            metrics["condition_fraction"] = call.condition.mean()
         weighted = video_loss * float(config.ltx2_video_loss_weight)
         total = total + weighted
         terms["video_flow"] = weighted.detach()
-        metrics["video_loss"] = float(video_loss.detach())
+        metrics["video_loss"] = video_loss.detach()
     if modes.audio == "generated":
         prediction = audio_pred.float()
         predictions[AUDIO.name] = prediction
@@ -81,6 +82,6 @@ def flow_matching_loss(bundle: ModelBundle, batch: dict[str, Any], config: Resol
         weighted = audio_loss * float(config.ltx2_audio_loss_weight)
         total = total + weighted
         terms["audio_flow"] = weighted.detach()
-        metrics["audio_loss"] = float(audio_loss.detach())
+        metrics["audio_loss"] = audio_loss.detach()
     return LossOutput(loss=total, terms=terms, metrics=metrics, prediction=next(iter(predictions.values())),
                       predictions=predictions)
