@@ -15,7 +15,7 @@ $(STAMP): requirements-dev.txt core/pyproject.toml plugins/*/pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -r requirements-dev.txt
-	$(PIP) install -q --no-deps -e core -e plugins/ltxvideo -e plugins/ltx2 -e plugins/crepa -e plugins/rollout -e plugins/offload -e plugins/quant -e plugins/serve
+	$(PIP) install -q --no-deps -e core -e plugins/ltxvideo -e plugins/ltx2 -e plugins/crepa -e plugins/rollout -e plugins/offload -e plugins/quant -e plugins/serve -e plugins/tread
 	@# test-only plugins are never installed (tests load them through fixtures); drop one an older install left
 	-$(PIP) uninstall -q -y vtrain-example-plugin 2>/dev/null
 	touch $(STAMP)

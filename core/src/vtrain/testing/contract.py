@@ -164,6 +164,73 @@ class FamilyContract:
             assert velocity.shape == x_t[name].shape and velocity.dtype == torch.float32, name
             torch.testing.assert_close(velocity, own.predictions[name].detach(), rtol=1e-4, atol=1e-5)
 
+    def test_token_routing_keeps_its_promises(self, runner: Any) -> None:
+        """For families offering :class:`vtrain.family.TokenRouting` (skipped otherwise): routing every token
+        through every block changes nothing, and routing half of them runs with the blocks seeing half."""
+        import torch
+
+        from vtrain.data.base import collate
+        from vtrain.family import TokenRouting, TrainState
+
+        family, hooks, config = runner.family, runner.hooks, runner.config
+        if not isinstance(family, TokenRouting):
+            pytest.skip(f"the {family.name!r} family does not offer TokenRouting")
+        bundle = hooks.load_model(config, family)
+        hooks.prepare_model(bundle, config, torch.device("cpu"))
+        dataset = hooks.build_dataset(bundle, config, family)
+        bucket = dataset.bucket_of(0)
+        batch = collate([dataset[i] for i in range(len(dataset)) if dataset.bucket_of(i) == bucket][:2])
+        state = TrainState(max_steps=1, shift_for=lambda shape: hooks.schedule_shift(config, shape))
+        blocks = list(family.token_routing_blocks(bundle))
+        assert blocks
+
+        def loss() -> Any:
+            torch.manual_seed(0)
+            return family.compute_loss(bundle, dict(batch), config, state).loss
+
+        def routed(keep: Any) -> tuple[Any, list[tuple[int, int]]]:
+            pending: dict[int, Any] = {}
+            seen: list[tuple[int, int]] = []
+
+            def before(block: Any, args: Any, kwargs: Any) -> Any:
+                tokens = family.block_tokens(block, args, kwargs)
+                count = tokens.shape[1]
+                index = keep(count).to(tokens.device)[None].expand(tokens.shape[0], -1)
+
+                def take(tensor: Any, dim: int) -> Any:
+                    dim %= tensor.dim()
+                    if tensor.shape[dim] != count:
+                        return tensor
+                    tensor = tensor.expand(index.shape[0], *tensor.shape[1:])
+                    view = [index.shape[0] if d == 0 else index.shape[1] if d == dim else 1 for d in range(tensor.dim())]
+                    sizes = [index.shape[1] if d == dim else s for d, s in enumerate(tensor.shape)]
+                    return tensor.gather(dim, index.reshape(view).expand(sizes))
+
+                pending[id(block)] = (tokens, index)
+                seen.append((count, index.shape[1]))
+                return family.subset_block_inputs(block, args, kwargs, take)
+
+            def after(block: Any, _args: Any, _kwargs: Any, output: Any) -> Any:
+                tokens, index = pending.pop(id(block))
+                return family.replace_block_tokens(
+                    block, output, lambda kept: tokens.scatter(1, index[:, :, None].expand(-1, -1, kept.shape[-1]), kept))
+
+            handles = [h for block in blocks for h in (block.register_forward_pre_hook(before, with_kwargs=True),
+                                                        block.register_forward_hook(after, with_kwargs=True))]
+            try:
+                return loss(), seen
+            finally:
+                for handle in handles:
+                    handle.remove()
+
+        plain = loss()
+        every, seen = routed(lambda count: torch.arange(count))
+        assert torch.equal(every, plain)
+        assert len(seen) == len(blocks)
+        half, seen = routed(lambda count: torch.arange(0, count, 2))
+        assert math.isfinite(float(half))
+        assert all(kept == (count + 1) // 2 for count, kept in seen) and seen[0][0] > 1
+
     def test_schedule_shift_is_none_or_positive(self, runner: Any) -> None:
         shift = runner.hooks.schedule_shift(runner.config, (4, 2, 4, 4))
         assert shift is None or shift > 0

@@ -1,10 +1,10 @@
 """The ``ltx2`` family object (follows :class:`vtrain.family.ModelFamily`, :class:`~vtrain.family.HiddenStateCapture`,
-:class:`~vtrain.family.LatentDecoder` and :class:`~vtrain.family.MultiStreamVelocityPredictor`). Each step lives in
-its own module; this class wires them."""
+:class:`~vtrain.family.LatentDecoder`, :class:`~vtrain.family.TokenRouting` and
+:class:`~vtrain.family.MultiStreamVelocityPredictor`). Each step lives in its own module; this class wires them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,6 +173,31 @@ class LTX2Family:
         from vtrain_ltx2.decoding import decode_latents
 
         return decode_latents(bundle, latents)
+
+    def token_routing_blocks(self, bundle: ModelBundle) -> Sequence[Any]:
+        """:class:`vtrain.family.TokenRouting`: the transformer's ``transformer_blocks``."""
+        from vtrain_ltx2.routing import routing_blocks
+
+        return routing_blocks(bundle)
+
+    def block_tokens(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the video stream's ``hidden_states`` (B, S, D)."""
+        from vtrain_ltx2.routing import block_tokens
+
+        return block_tokens(block, args, kwargs)
+
+    def subset_block_inputs(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            take: Callable[[Any, int], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """:class:`vtrain.family.TokenRouting`: video tokens, their modulations, rotary pairs and masks cut down."""
+        from vtrain_ltx2.routing import subset_block_inputs
+
+        return subset_block_inputs(block, args, kwargs, take)
+
+    def replace_block_tokens(self, block: Any, output: Any, replace: Callable[[Any], Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the block returns (video, audio); the video part is replaced."""
+        from vtrain_ltx2.routing import replace_block_tokens
+
+        return replace_block_tokens(output, replace)
 
     def latent_streams(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> Any:
         """:class:`vtrain.family.MultiStreamVelocityPredictor`: the generated streams (video, audio)."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,3 +212,28 @@ class LTXVideoFamily:
         from vtrain_ltxvideo.velocity import predict_velocity
 
         return predict_velocity(bundle, batch, noisy_latents, sigmas, fps=batch_fps(batch, self.traits.default_fps))
+
+    def token_routing_blocks(self, bundle: ModelBundle) -> Sequence[Any]:
+        """:class:`vtrain.family.TokenRouting`: the transformer's ``transformer_blocks``."""
+        from vtrain_ltxvideo.routing import routing_blocks
+
+        return routing_blocks(bundle)
+
+    def block_tokens(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the block's ``hidden_states`` (B, S, D)."""
+        from vtrain_ltxvideo.routing import block_tokens
+
+        return block_tokens(block, args, kwargs)
+
+    def subset_block_inputs(self, block: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            take: Callable[[Any, int], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """:class:`vtrain.family.TokenRouting`: hidden states, per-token ``temb`` and the rotary pair cut down."""
+        from vtrain_ltxvideo.routing import subset_block_inputs
+
+        return subset_block_inputs(block, args, kwargs, take)
+
+    def replace_block_tokens(self, block: Any, output: Any, replace: Callable[[Any], Any]) -> Any:
+        """:class:`vtrain.family.TokenRouting`: the block returns the hidden states alone."""
+        from vtrain_ltxvideo.routing import replace_block_tokens
+
+        return replace_block_tokens(output, replace)
