@@ -210,3 +210,25 @@ def test_nf4_torchao_weights_follow_their_group_to_another_device(ltx2_tiny_dir:
             checked += 1
     assert checked == sum(isinstance(p, NF4Tensor) for p in bundle.model.transformer_blocks.parameters()) > 0
     assert bundle.model.transformer_blocks[0].attn1.to_q.base_layer.weight is weight and weight.device.type == "meta"
+
+
+def test_an_nf4_weight_outside_the_blocks_is_made_resident_whole() -> None:
+    """keep_resident puts a quantised weight outside the blocks (a family whose exclusions leave one) on the
+    accelerator with all its inner tensors (the meta device stands in for it), not only its outer wrapper."""
+    from torchao.quantization import NF4Tensor, to_nf4
+
+    from vtrain_offload import group
+
+    class Toy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(512, 128, bias=False)
+            self.blocks = torch.nn.ModuleList([torch.nn.Linear(128, 128, bias=False)])
+
+    model = Toy().requires_grad_(False)
+    model.proj.weight = torch.nn.Parameter(to_nf4(model.proj.weight.data), requires_grad=False)
+    group.apply(model, torch.device("cpu"), "block_level", 1, False, None)
+    offloaded, resident = group.keep_resident(model, torch.device("meta"))
+    weight = model.proj.weight
+    assert (offloaded, resident) == (1, 1) and isinstance(weight, NF4Tensor)
+    assert {getattr(weight, n).device.type for n in weight.__tensor_flatten__()[0]} == {"meta"}

@@ -269,7 +269,9 @@ def keep_resident(model: torch.nn.Module, onload_device: torch.device) -> tuple[
         for tensor in [*model.parameters(), *model.buffers()]:
             if id(tensor) in moving:
                 continue
-            if tensor.device != onload_device:
+            if moves_whole(tensor):  # a quantised weight outside the blocks: ``.data`` would leave its scales
+                move_whole([tensor], onload_device)
+            elif tensor.device != onload_device:
                 tensor.data = tensor.data.to(onload_device)
             resident += 1
     return len(moving), resident
