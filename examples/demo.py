@@ -6,8 +6,8 @@
    (decoding, buckets, latent and text-embedding caches) on the base model in
    `examples/ltxvideo/demo-base` (a tiny LTX-Video trained on red and green squares only, by
    `examples/ltxvideo/train_demo_base.py`): asked for "a blue square", such a base draws a square
-   of the wrong colour. While that folder is absent (the base is not committed yet) the demo says
-   so and trains on a random-initialised tiny LTX-Video instead, whose videos are noise;
+   of the wrong colour (green). Should that folder be missing, the demo says so and trains on a
+   random-initialised tiny LTX-Video instead, whose videos are noise;
 3. writes `before-after.gif` (the step-0 and final validation videos side by side) and `loss.png`
    beside the LoRA, and prints their paths and how much of each video is blue.
 

@@ -2,7 +2,7 @@
 
     python examples/ltxvideo/make_demo_data.py [--root demo] [--clips 16]
 
-Writes ``<root>/blue-squares/clip-NNN.mp4`` (9 frames, 32x32: a blue square crossing a dark frame
+Writes ``<root>/blue-squares/clip-NNN.mp4`` (9 frames, 64x64: a blue square crossing a dark frame
 to the left or the right) with a ``.txt`` caption beside each (``caption_strategy=textfile``).
 Blue is the colour the demo's base model (``examples/ltxvideo/demo-base``) never saw. Then train
 with ``vtrain run --config examples/ltxvideo/demo_config.json`` (or ``make demo``).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-FRAMES, SIZE, FPS = 9, 32, 25
+FRAMES, SIZE, FPS = 9, 64, 25
 
 
 def _write(video: object, path: Path, caption: str, fps: int) -> Path:

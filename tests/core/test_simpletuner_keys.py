@@ -158,11 +158,10 @@ def test_no_effect_keys_are_accepted_and_reported() -> None:
 
 def test_unimplemented_simpletuner_values_are_refused_with_the_reason() -> None:
     problems = _problems(_tinyflow(noise_offset=0.5, flux_guidance_value=3.5, lora_format="comfyui",
-                                   validation_disable=True, definitely_not_a_key=1))
+                                   definitely_not_a_key=1))
     assert "not implemented in vtrain" in problems["noise_offset"][0]
     assert "flux models" in problems["flux_guidance_value"][0]
     assert "diffusers-format" in problems["lora_format"][0]
-    assert "remove validation_prompt" in problems["validation_disable"][0]
     assert problems["definitely_not_a_key"][0].startswith("unknown key")
 
 

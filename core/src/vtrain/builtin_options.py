@@ -120,6 +120,11 @@ def declare_core_options(reg: OptionsRegistry) -> None:
     reg.add("validation_resolution", "list", ["768x512"], "Comma-separated WIDTHxHEIGHT sizes to validate at.", **val)
     reg.add("validation_num_video_frames", "int", None, "Frames of validation videos (unset: the family's default).",
             minimum=1, maximum=MAX_FRAMES, **val)
+    reg.add("validation_disable", "bool", False,
+            "Turn validation off: no validation media at any step, even with validation prompts set.", **val)
+    reg.add("validation_disable_unconditional", "bool", True,
+            "Skip the unconditional sample (the empty prompt, file prefix 'unconditional') at each validation; "
+            "false renders it too (SimpleTuner switches it off for the LTX families to save time, hence true).", **val)
     reg.add("disable_benchmark", "bool", False,
             "Skip rendering the validation prompts with the untrained model before the first update.", **val)
 

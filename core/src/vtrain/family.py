@@ -59,6 +59,9 @@ class FamilyTraits:
     :param quantization_exclusions: module-name patterns of the denoiser that keep full precision
         when the base model is quantised (norms, embeddings, input/output projections). ``fnmatch``
         patterns; a pattern also covers the modules below the one it names.
+    :param dataset_validation: ``validate`` takes its conditioning (an i2v first frame) from
+        ``bundle.meta["validation_samples"]`` (samples of the ``eval_dataset_id`` dataset, or of the
+        training data) when ``validation_using_datasets`` is set.
     :param i2v_default: whether video datasets train image-to-video (first frame as condition)
         when their ``video.is_i2v`` is not set.
     :param repeated_block_classes: class names of the denoiser's repeated transformer block; sharded
@@ -87,6 +90,7 @@ class FamilyTraits:
     text_max_length: int = 0
     quantization_exclusions: tuple[str, ...] = ()
     i2v_default: bool = False
+    dataset_validation: bool = False
     repeated_block_classes: tuple[str, ...] = ()
     empty_weight_loading: bool = False
     recommended_defaults: tuple[FamilyDefault, ...] = ()
@@ -279,6 +283,21 @@ class PreviewDecoder(Protocol):
     """Optional family capability: a cheap decoder for intermediate validation previews."""
 
     def preview_decoder(self, bundle: ModelBundle, config: ResolvedConfig) -> Any: ...
+
+
+@runtime_checkable
+class LoraReader(Protocol):
+    """Optional family capability: read a published LoRA for the denoiser (used by validation adapters).
+
+    ``read_lora(source, weight_name)`` takes a local file, a local folder or a hub repo id (with
+    ``weight_name`` the file inside it, or None for the format's default name), converts the
+    family's published layouts (diffusers, ComfyUI / original checkpoints) and returns
+    ``(state_dict, alpha)``: peft-style keys relative to ``bundle.model``
+    (``<module>.lora_A.weight`` / ``<module>.lora_B.weight``) and the adapter's ``lora_alpha``
+    (None: alpha equals the rank, that is scale 1, or alpha is already folded into the weights).
+    """
+
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, torch.Tensor], float | None]: ...
 
 
 @runtime_checkable

@@ -90,7 +90,6 @@ NO_EFFECT: dict[str, str] = {
 
 #: SimpleTuner keys whose non-default values vtrain refuses, with the reason and the fix.
 REFUSED: dict[str, str] = {
-    "validation_disable": "to turn validation off, remove validation_prompt and user_prompt_library",
     "validation_on_startup": "vtrain validates before the first update unless disable_benchmark is true",
     "num_validation_images": "vtrain renders one video per prompt and resolution",
     "cache_dir_vae": "set cache_dir_vae in each dataset of data_backend_config",

@@ -64,4 +64,4 @@ def test_the_docs_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     summary = _blocks("text")[0].strip()
     source = (REPO / "core" / "src" / "vtrain" / "data" / "build.py").read_text()
     assert re.fullmatch(r"sound: \d+ clip\(s\) with sound, \d+ without \(trained video-only\)", summary)
-    assert 'f"  sound: {len(samples) - len(silent)} clip(s) with sound, {len(silent)} without "' in source
+    assert 'f"  sound: {len(samples) - len(silent)} clip(s) with sound{origin}, {len(silent)} without "' in source

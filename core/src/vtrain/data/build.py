@@ -17,9 +17,16 @@ from vtrain.data.cache import CacheStore, cache_key, file_digest
 from vtrain.data.caching import CacheJob, CacheReport, build_cache
 from vtrain.data.dataset import CachedVideoDataset, DatasetPart, Sample
 from vtrain.data.geometry import Geometry
-from vtrain.data.media_io import MediaError, load_audio, load_pixels, probe
+from vtrain.data.media_io import MediaError, load_pixels, probe
 from vtrain.data.scan import ScannedItem, ScanResult, scan_backend
-from vtrain.data.spec import DataPlan, MediaBackend, parse_backends
+from vtrain.data.sound import (
+    audio_dataset_identity,
+    audio_dataset_job,
+    audio_samples,
+    audio_store,
+    clip_sound_job,
+)
+from vtrain.data.spec import AudioSection, DataPlan, MediaBackend, parse_backends
 from vtrain.errors import ConfigError, Problem
 from vtrain.family import FamilyTraits
 
@@ -78,8 +85,8 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
 
     for scan in scans:
         for item in scan.items:
-            extra = {"audio_seconds": scan.backend.audio_seconds, "rate": ctx.traits.audio_sample_rate,
-                     "channels": ctx.traits.audio_channels} if scan.backend.is_audio else {}
+            extra = audio_dataset_identity(scan.backend, item.window, ctx.traits) \
+                if scan.backend.is_audio and item.window else {}
             vae_keys[(scan.backend.id, item.path)] = cache_key({
                 "kind": "latents", "source": item.digest, "dataset_type": scan.backend.dataset_type,
                 "geometry": item.geometry.as_key(), **vae_identity, **extra})
@@ -87,6 +94,7 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
     empty_key = text_key("")
     reports = []
     reference_keys: dict[tuple[str, Path], str] = {}
+    audio_keys: dict[tuple[str, Path], str] = {}
     with _offload(ctx, config, keep="text"):
         for name, store in text_stores.items():
             captions = {""} | {i.caption for s in scans if plan.text_backend_for(s.backend).id == name for i in s.items}
@@ -111,8 +119,10 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
                 description=f"caching latents ({scan.backend.id})",
                 unit="image" if scan.backend.dataset_type == "image" else "clip", show_progress=ctx.show_progress,
                 say=ctx.say)))
-            if ctx.traits.audio_sample_rate and scan.backend.is_video:
-                jobs = [_audio_job(item, vae_keys[(scan.backend.id, item.path)], ctx.traits) for item in scan.items]
+            if ctx.traits.audio_sample_rate and scan.backend.takes_sound:
+                jobs = [clip_sound_job(scan.backend, item.path, item.geometry.frames, item.fps,
+                                       vae_keys[(scan.backend.id, item.path)], ctx.traits) for item in scan.items]
+                audio_keys.update({(scan.backend.id, item.path): job.key for item, job in zip(scan.items, jobs)})
                 reports.append((f"audio latents {scan.backend.id!r}", build_cache(
                     jobs, audio_store(scan.backend, compress), ctx.encode, input_name="audio",
                     batch_size=scan.backend.vae_batch_size, write_batch_size=scan.backend.write_batch_size,
@@ -132,7 +142,7 @@ def build_datasets(config: Any, ctx: DataContext) -> CachedVideoDataset:
             + (f", {report.failed} unreadable" if report.failed else "") + f" on this process ({report.seconds:.1f}s)")
     return _assemble(plan, scans, config, vae_keys, text_keys, empty_key, text_stores, say, reports,
                      i2v_default=ctx.traits.i2v_default, audio_rate=ctx.traits.audio_sample_rate,
-                     reference_keys=reference_keys)
+                     reference_keys=reference_keys, audio_keys=audio_keys)
 
 
 def _scan_all(plan: DataPlan, config: Any, ctx: DataContext, say: Callable[[str], None]) -> list[ScanResult]:
@@ -168,33 +178,12 @@ def _folder_fingerprint(folder: Path) -> list[tuple[str, int, int]]:
 
 
 def _latent_job(backend: MediaBackend, item: ScannedItem, key: str, traits: FamilyTraits) -> CacheJob:
-    if backend.is_audio:  # an audio dataset's "latents" are its encoded sound (encode_batch gets ``audio``)
-        return CacheJob(key, lambda: load_audio(item.path, 1, 1 / backend.audio_seconds, traits.audio_sample_rate,
-                                                traits.audio_channels),
-                        ("audio", backend.audio_seconds), str(item.path), (("source", str(item.path)),))
-    meta = (("source", str(item.path)), ("fps", f"{item.info.fps:g}"), ("frames", str(item.geometry.frames)),
+    if backend.is_audio and item.window:  # an audio dataset's "latents" are its encoded sound (``audio``)
+        return audio_dataset_job(backend, item.path, item.window, key, traits)
+    meta = (("source", str(item.path)), ("fps", f"{item.fps:g}"), ("frames", str(item.geometry.frames)),
             ("size", "x".join(map(str, item.geometry.size))))
     return CacheJob(key, lambda: load_pixels(item.path, item.info, item.geometry),
                     (item.geometry.size, item.geometry.frames), str(item.path), meta)
-
-
-def audio_store(backend: MediaBackend, compress: bool) -> CacheStore:
-    """Where a video backend's encoded sound lives: beside its latents, under the same content keys."""
-    return CacheStore(backend.cache_dir_vae / "audio", compress)
-
-
-def audio_samples(item: ScannedItem, rate: int) -> int:
-    """Samples of sound that go with the frames ``item`` trains on."""
-    return max(1, round(item.geometry.frames / item.info.fps * rate)) if item.info.fps > 0 else 0
-
-
-def _audio_job(item: ScannedItem, key: str, traits: FamilyTraits) -> CacheJob:
-    """The clip's sound for exactly the frames used, keyed like its latents (a failure means: no sound)."""
-    meta = (("source", str(item.path)), ("sample_rate", str(traits.audio_sample_rate)),
-            ("channels", str(traits.audio_channels)))
-    return CacheJob(key, lambda: load_audio(item.path, item.geometry.frames, item.info.fps, traits.audio_sample_rate,
-                                            traits.audio_channels),
-                    audio_samples(item, traits.audio_sample_rate), str(item.path), meta)
 
 
 def reference_store(backend: MediaBackend, compress: bool) -> CacheStore:
@@ -266,7 +255,8 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
               text_keys: dict[str, str], empty_key: str, text_stores: dict[str, CacheStore],
               say: Callable[[str], None], cache_reports: list[tuple[str, CacheReport]],
               i2v_default: bool = False, audio_rate: int = 0,
-              reference_keys: dict[tuple[str, Path], str] | None = None) -> CachedVideoDataset:
+              reference_keys: dict[tuple[str, Path], str] | None = None,
+              audio_keys: dict[tuple[str, Path], str] | None = None) -> CachedVideoDataset:
     batch = int(config.get("train_batch_size", 1))
     per_update = batch * int(config.get("gradient_accumulation_steps", 1))
     compress = bool(config.get("compress_disk_cache", False))
@@ -274,10 +264,12 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
     slots: list[tuple[int, int]] = []
     lines: list[str] = []
     problems: list[Problem] = []
+    eval_id = config.get("eval_dataset_id")
+    eval_part: DatasetPart | None = None
     for scan in scans:
         backend = scan.backend
         store = CacheStore(backend.cache_dir_vae, compress)
-        sounds = audio_store(backend, compress) if audio_rate and backend.is_video else None
+        sounds = audio_store(backend, compress) if audio_rate and backend.takes_sound else None
         references = reference_store(backend, compress) if backend.conditioning_data_dir is not None else None
         skipped = list(scan.skipped)
         silent: list[tuple[Path, str]] = []
@@ -293,13 +285,21 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
                 skipped.append((item.path, reason or "its reference is not in the cache"))
                 continue
             audio_key, bucket = None, item.bucket
-            if sounds is not None and sounds.has(key):  # with sound: its own bucket, so batches never mix
-                audio_key, bucket = key, f"{item.bucket}+audio{audio_samples(item, audio_rate)}"
+            sound_key = (audio_keys or {}).get((backend.id, item.path), "")
+            if sounds is not None and sound_key and sounds.has(sound_key):  # with sound: its own bucket, so batches never mix
+                audio_key, bucket = sound_key, f"{item.bucket}+audio{audio_samples(item.geometry.frames, item.fps, audio_rate)}"
             elif sounds is not None:
-                silent.append((item.path, sounds.failure(key) or "no audio in the cache"))
+                silent.append((item.path, (sound_key and sounds.failure(sound_key)) or "no audio in the cache"))
             samples.append(Sample(backend.id, item.path, bucket, key, text_keys[item.caption],
-                                  _is_i2v(backend, i2v_default), 0.0 if backend.is_audio else item.info.fps,
+                                  _is_i2v(backend, i2v_default), 0.0 if backend.is_audio else item.fps,
                                   audio_key, reference_key))
+        if eval_id and backend.id == eval_id:  # held out: validation inputs and evaluation loss, never trained on
+            eval_part = DatasetPart(backend.id, samples, store, text_stores[plan.text_backend_for(backend).id], 0, 1.0,
+                                    0.0, sounds, references)
+            lines.append(f"dataset {backend.id!r} ({backend.dataset_type}): {len(samples)} usable, held out by "
+                         "eval_dataset_id (validation inputs, evaluation loss), not trained on")
+            lines.extend(f"  skipped {path}: {reason}" for path, reason in skipped)
+            continue
         copies = 1 + backend.repeats
         by_bucket: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):
@@ -325,9 +325,17 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
             lines.append(f"  frames: num_frames {backend.video.num_frames}, family rule {scan_rule(scan)}, "
                          f"bucket_strategy {backend.video.bucket_strategy}")
         if sounds is not None:
-            lines.append(f"  sound: {len(samples) - len(silent)} clip(s) with sound, {len(silent)} without "
+            origin = f" (from s2v_datasets {', '.join(backend.s2v_datasets)})" if backend.sound_sources else ""
+            lines.append(f"  sound: {len(samples) - len(silent)} clip(s) with sound{origin}, {len(silent)} without "
                          "(trained video-only)")
             lines.extend(f"    no sound {path}: {reason}" for path, reason in silent)
+        if not audio_rate and backend.is_video and (backend.audio != AudioSection() or backend.s2v_datasets):
+            lines.append("  sound: this family takes no audio: the dataset's audio block and s2v_datasets have no effect")
+        if audio_rate and backend.is_video and not backend.takes_sound:
+            lines.append("  sound: not read (audio.auto_split is false): the dataset trains video only")
+        if scan.filtered or backend.audio.min_duration_seconds is not None or backend.audio.max_duration_seconds is not None:
+            lines.append(f"  duration: {scan.filtered.get('min_duration_seconds', 0)} shorter than min_duration_seconds, "
+                         f"{scan.filtered.get('max_duration_seconds', 0)} longer than max_duration_seconds (skipped)")
         for path, reason in skipped:
             lines.append(f"  skipped {path}: {reason}")
         for path, reason in scan.deleted:
@@ -338,13 +346,24 @@ def _assemble(plan: DataPlan, scans: list[ScanResult], config: Any, vae_keys: di
                                  backend.repeats, backend.probability, backend.caption_dropout_probability, sounds,
                                  references))
         slots.extend(part_slots)
+    if eval_id and (eval_part is None or not eval_part.samples):
+        problems.append(Problem("eval_dataset_id", f"no usable samples in a dataset called {eval_id!r}" if eval_part
+                                else f"no enabled dataset of data_backend_config is called {eval_id!r}",
+                                f"use one of: {', '.join(s.backend.id for s in scans)}"))
+    elif eval_id and not parts:
+        problems.append(Problem("eval_dataset_id", f"{eval_id!r} is the only dataset, and it is held out: nothing "
+                                "would train", "add a training dataset, or remove eval_dataset_id"))
     for line in lines:
         say(line)
     if problems:
         raise ConfigError(problems)
     for label, report in cache_reports:
         lines.append(f"cache {label}: {report.total} entries ({report.cached_before} reused)")
-    return CachedVideoDataset(parts, slots, empty_key, int(config.get("seed", 0)), lines)
+    dataset = CachedVideoDataset(parts, slots, empty_key, int(config.get("seed", 0)), lines)
+    if eval_part is not None:
+        dataset.eval_dataset = CachedVideoDataset([eval_part], [(0, i) for i in range(len(eval_part.samples))],
+                                                  empty_key, int(config.get("seed", 0)), [])
+    return dataset
 
 
 def _is_i2v(backend: MediaBackend, family_default: bool) -> bool:

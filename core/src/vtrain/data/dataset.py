@@ -77,6 +77,7 @@ class CachedVideoDataset:
         self.epoch = 0
         self._dealt: dict[int, list[tuple[int, int]]] = {}
         self.excluded: set[tuple[int, int]] = set()
+        self.eval_dataset: CachedVideoDataset | None = None  # the dataset named by eval_dataset_id (held out)
         self._text_memo: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
 
     def __len__(self) -> int:

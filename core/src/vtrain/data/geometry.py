@@ -21,15 +21,18 @@ class Geometry:
     :param pre_size: (width, height) the source is resized to before cropping.
     :param crop_box: (left, top, width, height) cut out of the resized source.
     :param size: (width, height) of the training sample.
+    :param step: every ``step``-th source frame is used (``video.frame_rate`` below the clip's rate).
     """
 
     frames: int
     pre_size: tuple[int, int]
     crop_box: tuple[int, int, int, int]
     size: tuple[int, int]
+    step: int = 1
 
     def as_key(self) -> str:
-        return f"f{self.frames}:pre{self.pre_size}:crop{self.crop_box}:size{self.size}"
+        stride = f":step{self.step}" if self.step != 1 else ""
+        return f"f{self.frames}:pre{self.pre_size}:crop{self.crop_box}:size{self.size}{stride}"
 
 
 def valid_frame_count(available: int, factor: int, offset: int, interval: int | None = None) -> int:

@@ -236,8 +236,10 @@ def _decord_chunks(path: Path, geometry: Geometry) -> Iterator[Any]:
     except Exception as exc:
         raise MediaError(f"decord: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                          _error_kind(exc)) from None
+    if len(reader) < (geometry.frames - 1) * geometry.step + 1:
+        raise MediaError(f"only {len(reader)} frames, {(geometry.frames - 1) * geometry.step + 1} needed")
     for start in range(0, geometry.frames, CHUNK):
-        indices = list(range(start, min(start + CHUNK, geometry.frames)))
+        indices = [i * geometry.step for i in range(start, min(start + CHUNK, geometry.frames))]
         try:
             chunk = reader.get_batch(indices).asnumpy()
         except Exception as exc:
@@ -258,7 +260,7 @@ def _pyav_chunks(path: Path, geometry: Geometry) -> Iterator[Any]:
     import numpy as np
 
     pending: list[Any] = []
-    decoded = 0
+    decoded = seen = 0
     try:
         import av
 
@@ -277,6 +279,9 @@ def _pyav_chunks(path: Path, geometry: Geometry) -> Iterator[Any]:
                 frame = next(frames, None)
                 if frame is None:
                     break
+                seen += 1
+                if (seen - 1) % geometry.step:  # video.frame_rate: every step-th frame
+                    continue
                 pending.append(frame.to_ndarray(format="rgb24"))
             except Exception as exc:
                 raise MediaError(f"PyAV: {type(exc).__name__}: {exc}", _error_kind(exc)) from None
@@ -317,12 +322,15 @@ def probe_audio(path: Path) -> MediaInfo:
     return MediaInfo(0, 0, int(seconds * rate), float(rate), "pyav-audio")
 
 
-def load_audio(path: Path, frames: int, fps: float, sample_rate: int, channels: int) -> torch.Tensor:
+def load_audio(path: Path, frames: int, fps: float, sample_rate: int, channels: int, offset: float = 0.0,
+               extract: tuple[int | None, int | None] = (None, None)) -> torch.Tensor:
     """The sound of video frames ``0 .. frames-1``: float (channels, round(frames / fps * sample_rate)) in [-1, 1].
-    For an audio file, ``frames / fps`` is simply the seconds to read from its start.
+    For an audio file, ``frames / fps`` is simply the seconds to read, starting ``offset`` seconds in.
 
     Decoded with PyAV and resampled to ``sample_rate`` with ``channels`` (1 mono, 2 stereo: a mono source is
-    duplicated, a stereo one down-mixed for mono). The window starts at the first video frame's time (audio
+    duplicated, a stereo one down-mixed for mono). ``extract`` = (rate, channels), where set, is what the
+    sound is first extracted at (a dataset's ``audio.sample_rate`` / ``audio.channels``) before it is
+    brought to ``sample_rate`` / ``channels``. The window starts at the first video frame's time (audio
     before it is skipped, a late audio start is padded with silence), so sound and the frames used line up.
     A stream that ends up to a tenth short is padded with silence (encoder padding); shorter ones raise
     :class:`MediaError`, a file without an audio stream :class:`NoAudio`.
@@ -333,10 +341,20 @@ def load_audio(path: Path, frames: int, fps: float, sample_rate: int, channels: 
     if fps <= 0:
         raise MediaError("the video has no frame rate, so its sound cannot be aligned to the frames")
     wanted = max(1, round(frames / fps * sample_rate))
-    layout = {1: "mono", 2: "stereo"}.get(channels)
-    if layout is None:
-        raise MediaError(f"audio with {channels} channels is not supported (1 or 2)")
+    layouts = {1: "mono", 2: "stereo"}
+    extract_rate, extract_channels = extract[0] or sample_rate, extract[1] or channels
+    if channels not in layouts or extract_channels not in layouts:
+        raise MediaError(f"audio with {channels if channels not in layouts else extract_channels} channels is not "
+                         "supported (1 or 2)")
     chunks: list[Any] = []
+
+    def convert(frame: Any) -> list[Any]:
+        outs = list(first.resample(frame))
+        if second is None:
+            return outs
+        result = [out for each in outs for out in second.resample(each)]
+        return result + list(second.resample(None)) if frame is None else result
+
     try:
         import av
 
@@ -345,17 +363,19 @@ def load_audio(path: Path, frames: int, fps: float, sample_rate: int, channels: 
                 raise NoAudio("no audio stream")
             stream = container.streams.audio[0]
             video_start = _start_seconds(container.streams.video[0]) if container.streams.video else 0.0
-            skip = round((video_start - _start_seconds(stream)) * sample_rate)  # > 0: audio starts earlier
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+            skip = round((video_start + offset - _start_seconds(stream)) * sample_rate)  # > 0: audio starts earlier
+            first = av.AudioResampler(format="fltp", layout=layouts[extract_channels], rate=extract_rate)
+            second = None if (extract_rate, extract_channels) == (sample_rate, channels) else \
+                av.AudioResampler(format="fltp", layout=layouts[channels], rate=sample_rate)
             have = -skip
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
+                for out in convert(frame):
                     chunks.append(out.to_ndarray().reshape(channels, -1))
                     have += chunks[-1].shape[1]
                 if have >= wanted:
                     break
             else:
-                for out in resampler.resample(None):
+                for out in convert(None):
                     chunks.append(out.to_ndarray().reshape(channels, -1))
     except MediaError:
         raise

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from vtrain.data.cache import MetadataIndex, file_digest
 from vtrain.data.geometry import Geometry, bucket_key, frames_for, measure, plan_geometry
 from vtrain.data.media_io import MediaError, MediaInfo, announce_decoder, probe, probe_audio
+from vtrain.data.sound import audio_window
 from vtrain.data.spec import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaBackend
 from vtrain.family import FamilyTraits
 from vtrain.output_folder import is_run_output_folder
@@ -27,6 +28,12 @@ class ScannedItem:
     geometry: Geometry
     bucket: str
     caption: str
+    window: tuple[float, float] | None = None  # audio datasets: (start, seconds) of the file used
+
+    @property
+    def fps(self) -> float:
+        """The rate the sample trains at (the clip's, or ``video.frame_rate`` when frames are skipped)."""
+        return self.info.fps / self.geometry.step if self.info.fps > 0 else 0.0
 
 
 @dataclass
@@ -37,6 +44,12 @@ class ScanResult:
     items: list[ScannedItem] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     deleted: list[tuple[Path, str]] = field(default_factory=list)
+    filtered: dict[str, int] = field(default_factory=dict)  # files left out by audio.min/max_duration_seconds
+
+    def count_filter(self, reason: str) -> None:
+        for key in ("min_duration_seconds", "max_duration_seconds"):
+            if key in reason:
+                self.filtered[key] = self.filtered.get(key, 0) + 1
 
 
 def list_files(backend: MediaBackend, run_folders: list[Path] | None = None) -> list[Path]:
@@ -117,24 +130,32 @@ def scan_backend(backend: MediaBackend, traits: FamilyTraits, delete_problematic
                 result.skipped.append((path, record["error"]))
             continue
         info = MediaInfo(**record["info"])
-        if backend.is_audio:  # sound only: a fixed length from the start, one bucket per length
-            if info.frames < backend.audio_seconds * info.fps:
-                result.skipped.append((path, f"lasts {info.frames / info.fps:.2f}s, audio_seconds is "
-                                             f"{backend.audio_seconds:g}"))
+        if backend.is_audio:  # sound only: a window of the file (duration buckets), one bucket per length
+            window, reason = audio_window(info.frames / info.fps, backend, record["digest"])
+            if window is None:
+                result.skipped.append((path, str(reason)))
+                result.count_filter(str(reason))
                 continue
             geometry = Geometry(0, (0, 0), (0, 0, 0, 0), (0, 0))
-            result.items.append(ScannedItem(path, record["digest"], info, geometry,
-                                            f"audio{backend.audio_seconds:g}s", caption))
+            result.items.append(ScannedItem(path, record["digest"], info, geometry, f"audio{window[1]:g}s", caption,
+                                            window))
             continue
-        reason = _size_problem(info, backend)
+        reason = _size_problem(info, backend) or _duration_problem(info, backend)
+        if reason:
+            result.skipped.append((path, reason))
+            result.count_filter(reason)
+            continue
+        step, reason = frame_step(info.fps, backend.video.frame_rate if backend.is_video else None)
         if reason:
             result.skipped.append((path, reason))
             continue
-        frames, reason = frames_for(info.frames, backend, traits.frame_factor, traits.frame_offset)
+        info_used = info if step == 1 else MediaInfo(**{**info.__dict__, "frames": (info.frames - 1) // step + 1})
+        frames, reason = frames_for(info_used.frames, backend, traits.frame_factor, traits.frame_offset)
         if reason:
             result.skipped.append((path, reason))
             continue
         geometry = plan_geometry(info.width, info.height, frames, backend, traits.spatial_alignment, record["digest"])
+        geometry = replace(geometry, step=step) if step != 1 else geometry
         result.items.append(ScannedItem(path, record["digest"], info, geometry, bucket_key(geometry, backend), caption))
     for folder in run_folders:
         result.skipped.append((folder, "a vtrain run's output folder: its files are never read as data"))
@@ -179,3 +200,22 @@ def _size_problem(info: MediaInfo, backend: MediaBackend) -> str | None:
                 f"({backend.resolution_type} measure {size:.0f})" if backend.resolution_type != "area" else
                 f"{info.width}x{info.height} is under minimum_image_size {backend.minimum_image_size:g} megapixels")
     return None
+
+
+def _duration_problem(info: MediaInfo, backend: MediaBackend) -> str | None:
+    """``audio.min_duration_seconds`` / ``max_duration_seconds`` of a video dataset bound the clips' length."""
+    if not backend.is_video or info.fps <= 0:
+        return None
+    return backend.audio.too_short_or_long(info.frames / info.fps)
+
+
+def frame_step(fps: float, frame_rate: float | None) -> tuple[int, str | None]:
+    """(every how many source frames one is used, None) for ``video.frame_rate``, or (0, why the clip is skipped)."""
+    if frame_rate is None or fps <= 0:
+        return 1, None
+    ratio = fps / frame_rate
+    step = round(ratio)
+    if step < 1 or abs(ratio - step) > 0.01 * ratio:
+        return 0, (f"{fps:g} fps cannot be brought to video.frame_rate {frame_rate:g} by keeping every n-th frame "
+                   f"(the clip's rate must be a whole multiple of it); re-encode the clip or change frame_rate")
+    return step, None

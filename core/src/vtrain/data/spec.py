@@ -6,15 +6,20 @@ the dataset id and the key, so the user fixes the whole file in one go.
 
 from __future__ import annotations
 
-import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vtrain.builtin_options import MAX_BATCH, MAX_FRAMES, MAX_SIDE_PX
+from vtrain.builtin_options import MAX_SIDE_PX
+from vtrain.data.audio_spec import AudioSection, parse_audio_section
+from vtrain.data.spec_values import MAX_REPEATS, SIMPLETUNER_DATASET_NO_EFFECT, SIMPLETUNER_DATASET_REFUSED
+from vtrain.data.spec_values import Checker as _Checker
+from vtrain.data.spec_values import unknown_keys as _unknown_keys
 from vtrain.errors import ConfigError, Problem
-from vtrain.options import CoercionError, coerce_value
+
+__all__ = ["MAX_REPEATS", "SIMPLETUNER_DATASET_NO_EFFECT", "SIMPLETUNER_DATASET_REFUSED", "DataPlan", "MediaBackend",
+           "TextEmbedBackend", "VideoSection", "AudioSection", "parse_backends", "load_backend_list", "backend_summary"]
 
 DATASET_TYPES = ("video", "image", "audio", "text_embeds")
 RESOLUTION_TYPES = ("pixel", "pixel_area", "area")
@@ -37,25 +42,16 @@ _MEDIA_KEYS: dict[str, str] = {
     "disable_bucket_pruning": "bool", "caption_strategy": "str", "instance_prompt": "str",
     "metadata_backend": "str", "caption_dropout_probability": "float", "text_embeds": "str",
     "video": "dict", "vae_batch_size": "int", "conditioning_data_dir": "path", "conditioning_downscale": "int",
-    "audio_seconds": "float",
+    "audio_seconds": "float", "audio": "dict", "s2v_datasets": "ids",
 }
 _TEXT_KEYS: dict[str, str] = {"cache_dir": "path"}
 _VIDEO_KEYS: dict[str, str] = {
     "num_frames": "int", "min_frames": "int", "max_frames": "int", "is_i2v": "bool",
-    "bucket_strategy": "str", "frame_interval": "int",
+    "bucket_strategy": "str", "frame_interval": "int", "frame_rate": "float",
 }
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac")
-# Bounds of dataset numbers (checked where the value is read, so each error names the key). Sizes far
-# beyond any machine are refused here instead of ending in an out-of-memory error after minutes.
-MAX_REPEATS = 100_000
-_LIMITS: dict[str, tuple[float | None, float | None]] = {
-    "repeats": (0, MAX_REPEATS), "write_batch_size": (1, 100_000), "vae_batch_size": (1, MAX_BATCH),
-    "aspect_bucket_rounding": (0, 6), "probability": (None, None), "caption_dropout_probability": (0, 1),
-    "num_frames": (1, MAX_FRAMES), "min_frames": (1, MAX_FRAMES), "max_frames": (1, MAX_FRAMES),
-    "frame_interval": (1, MAX_FRAMES), "audio_seconds": (None, 3600), "conditioning_downscale": (None, 64),
-}
 
 
 @dataclass(frozen=True)
@@ -68,6 +64,7 @@ class VideoSection:
     is_i2v: bool | None = None  # None: the family's traits.i2v_default
     bucket_strategy: str = "aspect_ratio"
     frame_interval: int | None = None
+    frame_rate: float | None = None  # None: each clip's own rate; set: frames are taken at this rate
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,10 @@ class MediaBackend:
     video: VideoSection = field(default_factory=VideoSection)
     conditioning_data_dir: Path | None = None  # paired reference clips (same relative names), e.g. for IC-LoRA
     conditioning_downscale: int = 1  # references are read at the sample's size divided by this
-    audio_seconds: float = 5.0  # audio datasets: seconds read from the start of each file
+    audio_seconds: float | None = None  # audio datasets: a fixed length read from each file (vtrain's key)
+    audio: AudioSection = field(default_factory=AudioSection)
+    s2v_datasets: tuple[str, ...] = ()  # audio datasets whose files are this video dataset's sound
+    sound_sources: tuple[tuple[Path, AudioSection], ...] = ()  # their folders and audio blocks (resolved)
 
     @property
     def is_video(self) -> bool:
@@ -109,6 +109,11 @@ class MediaBackend:
     @property
     def is_audio(self) -> bool:
         return self.dataset_type == "audio"
+
+    @property
+    def takes_sound(self) -> bool:
+        """A video dataset whose clips get sound: their own stream (``audio.auto_split``) or linked files."""
+        return self.is_video and (self.audio.auto_split or bool(self.sound_sources))
 
 
 @dataclass(frozen=True)
@@ -146,108 +151,6 @@ def load_backend_list(value: Any) -> tuple[list[Any], str]:
                                        "write the file as [ {\"id\": ...}, ... ]")])
         return data, str(value)
     raise ConfigError([Problem("data_backend_config", f"expected a JSON list or a path to a JSON file, got {value!r}")])
-
-
-class _Checker:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[Problem] = []
-        self.invalid: set[str] = set()  # "where.key" of values that could not be read
-
-    def add(self, where: str, message: str, fix: str = "") -> None:
-        self.problems.append(Problem(f"{self.source}: {where}", message, fix))
-
-    def value(self, entry: dict[str, Any], key: str, kind: str, where: str) -> Any:
-        raw = entry[key]
-        try:
-            return _coerce(raw, kind, key)
-        except CoercionError as exc:
-            self.add(f"{where}.{key}", str(exc))
-            self.invalid.add(f"{where}.{key}")
-            return None
-
-    def valid(self, where: str, *keys: str) -> bool:
-        """Whether none of ``keys`` was refused: a check that combines values runs only on real values,
-        never on the default that stands in for a refused one (that would be a second, false error)."""
-        return not any(f"{where}.{key}" in self.invalid for key in keys)
-
-
-def _coerce(raw: Any, kind: str, key: str = "") -> Any:
-    """Dataset values go through the options' coercion (:func:`vtrain.options.coerce_value`): a value
-    reads the same in a dataset as at the top level."""
-    if raw is None:
-        return None
-    low, high = _LIMITS.get(key, (None, None))
-    if kind == "list":
-        items = raw if isinstance(raw, list) else [raw] if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
-            else None
-        if items is None:
-            raise CoercionError(f"expected a list of numbers, got {raw!r}")
-        return [coerce_value(item, "float") for item in items]
-    if kind == "dict":
-        if not isinstance(raw, dict):
-            raise CoercionError(f"expected a JSON object, got {raw!r}")
-        return raw
-    return coerce_value(raw, kind, minimum=low, maximum=high)
-
-
-#: SimpleTuner dataset keys accepted with no effect here, and why.
-SIMPLETUNER_DATASET_NO_EFFECT: dict[str, str] = {
-    "hash_filenames": "vtrain names cache files by content and settings",
-    "preserve_data_backend_cache": "caches are keyed by content and settings and reused when valid",
-    "skip_file_discovery": "new files are scanned, known ones reuse their cached metadata",
-    "metadata_update_interval": "a speed setting of SimpleTuner's metadata writer",
-    "text_cache_ondemand": "the text-embedding cache is always built before the first update",
-    "vae_cache_ondemand": "the latent cache is always built before the first update",
-    "text_encoder_batch_size": "a speed setting of the caching pass",
-    "delete_unwanted_images": "vtrain never deletes inputs that do not fit (they are skipped)",
-    "disable_multiline_split": "caption files are read whole",
-}
-#: SimpleTuner dataset keys vtrain refuses, and why.
-SIMPLETUNER_DATASET_REFUSED: dict[str, str] = {
-    "dataset_name": "a key of SimpleTuner's huggingface backend; vtrain reads local folders (\"type\": \"local\")",
-    "huggingface": "a key of SimpleTuner's huggingface backend; vtrain reads local folders (\"type\": \"local\")",
-    "aws_bucket_name": "a key of SimpleTuner's aws backend; vtrain reads local folders",
-    "parquet": "SimpleTuner's parquet caption source is not supported; use textfile captions",
-    "conditioning": "conditioning datasets (controlnet, edits) are not supported",
-    "conditioning_data": "conditioning datasets (controlnet, edits) are not supported",
-    "conditioning_type": "conditioning datasets (controlnet, edits) are not supported",
-    "caption_filter_list": "caption filtering is not supported; edit the captions",
-    "caption_shuffle": "caption shuffling is not supported",
-    "is_regularisation_data": "regularisation datasets are not supported",
-    "max_num_samples": "limit a dataset by the files in its folder",
-    "start_epoch": "per-epoch dataset scheduling is not supported",
-    "end_epoch": "per-epoch dataset scheduling is not supported",
-    "minimum_aspect_ratio": "aspect-ratio filtering is not supported",
-    "maximum_aspect_ratio": "aspect-ratio filtering is not supported",
-    "max_upscale_threshold": "inputs are resized to the bucket resolution",
-    "vae_cache_clear_each_epoch": "the latent cache is kept between epochs (latents are re-drawn per use, see vae_latent_sampling)",
-    "prepend_instance_prompt": "use caption_strategy instanceprompt or write the prefix into the captions",
-    "only_instance_prompt": "use caption_strategy instanceprompt",
-    "slider_strength": "slider training is not supported",
-    "source_dataset_id": "derived datasets are not supported",
-    "train_batch_size": "the batch size is the run's train_batch_size",
-    "image_embeds": "image embeddings are not used by this family",
-    "conditioning_image_embeds": "image embeddings are not used by this family",
-    "timestep_sampling_offset": "timestep sampling is set by the run's flow_* keys",
-    "delete_nsfw_images": "vtrain has no NSFW filter",
-}
-
-
-def _unknown_keys(check: _Checker, entry: dict[str, Any], known: dict[str, str], where: str) -> None:
-    import logging
-
-    for key in entry:
-        if key in SIMPLETUNER_DATASET_NO_EFFECT:
-            logging.getLogger("vtrain.data").warning("%s.%s: accepted, no effect in vtrain: %s", where, key,
-                                                     SIMPLETUNER_DATASET_NO_EFFECT[key])
-        elif key in SIMPLETUNER_DATASET_REFUSED:
-            check.add(f"{where}.{key}", f"SimpleTuner's dataset key {key} is not supported: "
-                      f"{SIMPLETUNER_DATASET_REFUSED[key]}", "remove the key (see docs/differences-from-simpletuner.md)")
-        elif key not in known:
-            close = difflib.get_close_matches(key, list(known), n=2, cutoff=0.6)
-            fix = f"did you mean {' or '.join(close)}?" if close else f"supported keys: {', '.join(sorted(known))}"
-            check.add(f"{where}.{key}", "unknown key (not supported by this dataset type)", fix)
 
 
 def parse_backends(value: Any, config: Any, base_dir: Path | None = None) -> DataPlan:
@@ -303,6 +206,7 @@ def parse_backends(value: Any, config: Any, base_dir: Path | None = None) -> Dat
         backend = _media_backend(check, values, entry, where, str(ident), dataset_type, config, int(write_batch_size))
         if backend is not None:
             media.append(backend)
+    media = _link_sound(check, media)
     if not media and not check.problems:
         check.add("datasets", "no enabled video or image dataset", 'add a dataset with "dataset_type": "video" or "image"')
     default_text = _default_text(check, text)
@@ -313,6 +217,28 @@ def parse_backends(value: Any, config: Any, base_dir: Path | None = None) -> Dat
     if check.problems:
         raise ConfigError(check.problems)
     return DataPlan(media=media, text=text, default_text=default_text or "")
+
+
+def _link_sound(check: _Checker, media: list[MediaBackend]) -> list[MediaBackend]:
+    """Resolve ``s2v_datasets``: each video dataset gets its linked audio datasets' folders; a linked audio
+    dataset is a sound source, not trained on its own (``audio.audio_only`` on it contradicts the link)."""
+    audio = {b.id: b for b in media if b.is_audio}
+    linked: set[str] = set()
+    out: list[MediaBackend] = []
+    for backend in media:
+        sources = []
+        for ident in backend.s2v_datasets:
+            if ident not in audio:
+                check.add(f"dataset {backend.id!r}.s2v_datasets", f"no enabled audio dataset is called {ident!r}",
+                          f"use one of: {', '.join(audio) or '(none defined: add a dataset with dataset_type audio)'}")
+            elif audio[ident].audio.audio_only:
+                check.add(f"dataset {ident!r}.audio.audio_only", f"the dataset is linked by {backend.id!r}.s2v_datasets "
+                          "as its clips' sound, and audio_only trains it alone", "remove one of the two")
+            else:
+                linked.add(ident)
+                sources.append((audio[ident].instance_data_dir, audio[ident].audio))
+        out.append(replace(backend, sound_sources=tuple(sources)) if sources else backend)
+    return [b for b in out if b.id not in linked]
 
 
 def _default_text(check: _Checker, text: dict[str, TextEmbedBackend]) -> str | None:
@@ -435,12 +361,20 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
     downscale = _first_set(values.get("conditioning_downscale"), 1)
     if downscale < 1:
         check.add(f"{where}.conditioning_downscale", "must be at least 1 (references at the size divided by it)")
-    audio_seconds = _first_set(values.get("audio_seconds"), 5.0)
+    audio_seconds = values.get("audio_seconds")
+    audio = parse_audio_section(check, entry["audio"], where, dataset_type) if "audio" in entry else AudioSection()
     if "audio_seconds" in values and dataset_type != "audio":
         check.add(f"{where}.audio_seconds", "only audio datasets read a fixed length of sound",
                   'remove it or set "dataset_type": "audio"')
-    elif audio_seconds <= 0:
+    elif audio_seconds is not None and audio_seconds <= 0:
         check.add(f"{where}.audio_seconds", "must be positive (seconds read from the start of each file)")
+    elif audio_seconds is not None and audio.duration_interval is not None:
+        check.add(f"{where}.audio_seconds", "audio_seconds (one fixed length) and audio.duration_interval (lengths "
+                  "rounded down to an interval) contradict each other", "keep one of them")
+    s2v = tuple(values.get("s2v_datasets") or ())
+    if s2v and dataset_type != "video":
+        check.add(f"{where}.s2v_datasets", "only a video dataset takes its sound from linked audio datasets",
+                  'remove it or set "dataset_type": "video"')
     if len(check.problems) > before:
         return None
     return MediaBackend(
@@ -455,7 +389,7 @@ def _media_backend(check: _Checker, values: dict[str, Any], entry: dict[str, Any
         caption_dropout_probability=float(dropout), repeats=int(repeats), probability=float(probability),
         write_batch_size=write_batch_size, vae_batch_size=int(vae_batch_size), text_embeds=values.get("text_embeds"),
         video=video, conditioning_data_dir=Path(str(conditioning)) if conditioning else None,
-        conditioning_downscale=int(downscale), audio_seconds=float(audio_seconds),
+        conditioning_downscale=int(downscale), audio_seconds=audio_seconds, audio=audio, s2v_datasets=s2v,
     )
 
 
@@ -491,8 +425,12 @@ def _video_section(check: _Checker, section: Any, where: str) -> VideoSection:
     if interval is not None and strategy != "resolution_frames" and check.valid(where, "bucket_strategy"):
         check.add(f"{where}.frame_interval", f"has no effect with bucket_strategy {strategy}: it rounds frame counts "
                   "of resolution_frames buckets", 'remove it, or set "bucket_strategy": "resolution_frames"')
+    rate = values.get("frame_rate")
+    if rate is not None and rate <= 0:
+        check.add(f"{where}.frame_rate", "must be positive (frames per second the clips are trained at)")
     return VideoSection(num_frames=num_frames, min_frames=min_frames, max_frames=max_frames,
-                        is_i2v=None if values.get("is_i2v") is None else bool(values["is_i2v"]), bucket_strategy=strategy, frame_interval=interval)
+                        is_i2v=None if values.get("is_i2v") is None else bool(values["is_i2v"]), bucket_strategy=strategy,
+                        frame_interval=interval, frame_rate=rate)
 
 
 def backend_summary(backend: MediaBackend) -> str:

@@ -279,6 +279,13 @@ class TinyFlowFamily:
 
         return decode
 
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, Any], float | None]:
+        """A LoRA file as this family saves it (``adapter_model.safetensors``, peft names, alpha = rank)."""
+        from safetensors.torch import load_file
+
+        path = Path(source) / (weight_name or "adapter_model.safetensors")
+        return load_file(str(path)), None
+
     def save_model(self, bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
         from safetensors.torch import save_file
 

@@ -26,8 +26,14 @@ def safe_nickname(name: str) -> str:
 
 
 def collect_prompts(config: ResolvedConfig) -> dict[str, str]:
-    """nickname -> prompt, in a stable order; nicknames are safe as file names."""
+    """nickname -> prompt, in a stable order; nicknames are safe as file names.
+
+    Empty when ``validation_disable`` is set; with ``validation_disable_unconditional`` false and any
+    prompt, the empty prompt is rendered too under the nickname ``unconditional``.
+    """
     prompts: dict[str, str] = {}
+    if config.get("validation_disable", False):
+        return prompts
     if config.validation_prompt:
         prompts["validation"] = config.validation_prompt
     if config.user_prompt_library:
@@ -38,4 +44,6 @@ def collect_prompts(config: ResolvedConfig) -> dict[str, str]:
             prompts[safe_nickname(nickname)] = prompt
     if config.validation_prompt_library:
         prompts.update(BUILTIN_PROMPT_LIBRARY)
+    if prompts and not config.get("validation_disable_unconditional", True):
+        prompts["unconditional"] = ""
     return prompts

@@ -39,7 +39,7 @@ class LTX2Family:
         return FamilyTraits(frame_factor=8, frame_offset=1, spatial_alignment=32, latent_channels=latent_channels,
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
                             quantization_exclusions=QUANTIZATION_EXCLUSIONS, i2v_default=False,
-                            audio_sample_rate=sample_rate, audio_channels=channels,
+                            dataset_validation=True, audio_sample_rate=sample_rate, audio_channels=channels,
                             repeated_block_classes=("LTX2VideoTransformerBlock",))
 
     # -- loading -------------------------------------------------------------------------------
@@ -143,6 +143,12 @@ class LTX2Family:
         return flow_matching_loss(bundle, batch, config, state, self.schedule_shift, float(self.traits.default_fps))
 
     # -- outputs -------------------------------------------------------------------------------
+
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, Any], float | None]:
+        """A published LoRA for validation (:class:`vtrain.family.LoraReader`)."""
+        from vtrain_ltx2.adapters import read_lora
+
+        return read_lora(source, weight_name)
 
     def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
                  prompts: Mapping[str, str]) -> list[Artifact]:

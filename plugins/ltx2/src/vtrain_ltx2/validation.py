@@ -14,9 +14,11 @@ passes run per step.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vtrain_ltx2.audio_condition import audio_conditioned
 from vtrain_ltx2.encoding import module_device
 
 if TYPE_CHECKING:
@@ -92,10 +94,13 @@ def render(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapp
     variant = bundle.meta.get("validation_variant")
     suffix = f"-{variant}" if variant else ""
     image = Image.open(config.ltx2_validation_image).convert("RGB") if config.ltx2_validation_image else None
+    if image is None and config.get("validation_using_datasets"):
+        image = dataset_first_frame(bundle)
     reference = _reference_video(bundle) if config.ltx2_ic_lora else None
     kind = "ic_lora" if reference is not None else ("i2v" if image is not None else "t2av")
     audio_only = config.ltx2_video == "off"
     pipeline = build_pipeline(bundle, kind)
+    sound = dataset_sound(bundle, config) if not audio_only else None
     frames = int(config.validation_num_video_frames or DEFAULT_FRAMES)
     device = module_device(model)
     sample_rate = int(bundle.components["vocoder"].config.output_sampling_rate)
@@ -116,7 +121,8 @@ def render(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapp
                     kwargs["reference_conditions"] = [LTX2ReferenceCondition(frames=torch.from_numpy(reference).permute(0, 3, 1, 2) * 2 - 1)]
                     kwargs["reference_downscale_factor"] = max(1, height // ref_height)
                 generator = torch.Generator(device=device).manual_seed(config.validation_seed)
-                with torch.no_grad():
+                condition = audio_conditioned(pipeline, sound.to(device)) if sound is not None else nullcontext()
+                with torch.no_grad(), condition:
                     video, audio = pipeline(prompt=prompt, negative_prompt=config.validation_negative_prompt or None,
                                             width=width, height=height, num_frames=frames, frame_rate=fps,
                                             num_inference_steps=config.validation_num_inference_steps,
@@ -141,6 +147,30 @@ def render(bundle: ModelBundle, config: ResolvedConfig, step: int, prompts: Mapp
     finally:
         model.train(was_training)
     return artifacts
+
+
+def dataset_sound(bundle: ModelBundle, config: ResolvedConfig) -> Any | None:
+    """``validation_using_datasets``: the conditioning sample's cached audio latents (its own sound or its
+    ``s2v_datasets`` file), which the video is then generated against; None without sound."""
+    samples = bundle.meta.get("validation_samples") if config.get("validation_using_datasets") else None
+    return samples[0].get("audio_latents") if samples else None
+
+
+def dataset_first_frame(bundle: ModelBundle) -> Any | None:
+    """``validation_using_datasets``: the first frame of the conditioning sample (of ``eval_dataset_id``, or of
+    the training data), decoded from its cached latents, as a PIL image for image-to-video; None when the
+    sample has no video (an audio-only sample: text-to-audio+video then)."""
+    from PIL import Image
+
+    from vtrain_ltx2.decoding import decode_latents
+
+    samples = bundle.meta.get("validation_samples") or []
+    latents = samples[0].get("latents") if samples else None
+    if latents is None:
+        return None
+    frame = decode_latents(bundle, latents[None, :, :1].to(module_device(bundle.model)))[0, 0]  # (3, H, W)
+    pixels = (frame.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
+    return Image.fromarray(pixels)
 
 
 def side_by_side(reference: Any, clip: Any) -> Any:

@@ -105,3 +105,26 @@ def add_adapters(bundle: ModelBundle, config: ResolvedConfig) -> None:
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.train()
+
+
+def read_lora(source: str, weight_name: str | None) -> tuple[dict[str, Any], float | None]:
+    """A published LTX-Video LoRA (diffusers or ComfyUI/original layout, local or on the hub) in the
+    transformer's peft names, with its ``lora_alpha`` (:class:`vtrain.family.LoraReader`).
+
+    ``LTXPipeline.lora_state_dict`` converts the original layout; per-module ``.alpha`` entries are folded
+    into ``lora_A`` (scale alpha/rank), so the returned alpha is then None (scale 1).
+    """
+    from diffusers import LTXPipeline
+
+    state, metadata = LTXPipeline.lora_state_dict(source, weight_name=weight_name, return_lora_metadata=True)
+    transformer = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
+    if not transformer:
+        raise ValueError(f"{source}: no transformer LoRA weights in the file")
+    alphas = {k[: -len(".alpha")]: float(v) for k, v in transformer.items() if k.endswith(".alpha")}
+    for module, alpha in alphas.items():
+        down = transformer.get(f"{module}.lora_A.weight")
+        if down is not None:
+            transformer[f"{module}.lora_A.weight"] = down * (alpha / down.shape[0])
+    transformer = {k: v for k, v in transformer.items() if not k.endswith(".alpha")}
+    alpha = (metadata or {}).get("transformer.lora_alpha", (metadata or {}).get("lora_alpha"))
+    return transformer, None if alpha is None or alphas else float(alpha)

@@ -54,7 +54,8 @@ class LTXVideoFamily:
                             supports_masked_loss=False, default_fps=DEFAULT_FPS, text_max_length=DEFAULT_TEXT_LENGTH,
                             i2v_default=i2v_default, quantization_exclusions=QUANTIZATION_EXCLUSIONS,
                             unmasked_attention=UNMASKED_ATTENTION, recommended_defaults=defaults,
-                            repeated_block_classes=("LTXVideoTransformerBlock",), empty_weight_loading=True)
+                            repeated_block_classes=("LTXVideoTransformerBlock",), empty_weight_loading=True,
+                            dataset_validation=True)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -150,6 +151,12 @@ class LTXVideoFamily:
         return flow_matching_loss(bundle, batch, config, state, self.schedule_shift, fps=batch_fps(batch, self.traits.default_fps))
 
     # -- outputs -------------------------------------------------------------------------------
+
+    def read_lora(self, source: str, weight_name: str | None) -> tuple[dict[str, Any], float | None]:
+        """A published LoRA for validation (:class:`vtrain.family.LoraReader`)."""
+        from vtrain_ltxvideo.adapters import read_lora
+
+        return read_lora(source, weight_name)
 
     def validate(self, bundle: ModelBundle, config: ResolvedConfig, step: int,
                  prompts: Mapping[str, str]) -> list[Artifact]:

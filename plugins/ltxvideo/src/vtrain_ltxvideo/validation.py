@@ -49,17 +49,22 @@ def mostly_text_to_video(config: ResolvedConfig) -> bool:
 
 
 def conditioning_image(bundle: ModelBundle, config: ResolvedConfig) -> Any | None:
-    """The i2v validation image: the configured file, else the first frame of the first i2v training
-    sample (its first latent frame decoded by the VAE), else None (text-to-video)."""
+    """The i2v validation image: the configured file; with ``validation_using_datasets`` the first frame of
+    the first sample of ``eval_dataset_id`` (or of the training data); else the first frame of the first
+    i2v training sample (its first latent frame decoded by the VAE), else None (text-to-video)."""
     from PIL import Image
 
     from vtrain_ltxvideo.decoding import decode_latents
 
     if config.validation_image:
         return Image.open(config.validation_image).convert("RGB")
-    latent = bundle.meta.get(REFERENCE_LATENT)
-    if latent is None or mostly_text_to_video(config):
-        return None
+    samples = bundle.meta.get("validation_samples") if config.get("validation_using_datasets") else None
+    if samples and samples[0].get("latents") is not None:
+        latent = samples[0]["latents"][:, :1]
+    else:
+        latent = bundle.meta.get(REFERENCE_LATENT)
+        if latent is None or mostly_text_to_video(config):
+            return None
     frame = decode_latents(bundle, latent[None].to(module_device(bundle.model)))[0, 0]  # (3, H, W) in [0, 1]
     array = (frame.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
     return Image.fromarray(array)
