@@ -131,6 +131,48 @@ def test_killed_sharded_run_resumes_bit_identically_and_in_one_process(tmp_path:
     assert (tmp_path / "single" / "head.safetensors").is_file()
 
 
+# counts FSDP2's gradient reduce-scatters as each micro-batch's forward starts
+COUNTER = textwrap.dedent("""
+    import json
+    import torch.distributed as dist
+    from vtrain import hookimpl
+
+    calls = []
+    original = dist.reduce_scatter_single
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    dist.reduce_scatter_single = counting
+    seen = []
+
+    @hookimpl
+    def compute_loss(bundle, batch, config, state):
+        seen.append(len(calls))
+
+    @hookimpl
+    def on_run_end(run, result):
+        with open(f"{run.output_dir}/reduce-scatters-rank{run.accelerator.process_index}.json", "w") as handle:
+            json.dump(seen + [len(calls)], handle)
+""")
+
+
+def test_sharded_gradient_accumulation_reduces_once_per_update(tmp_path: Path) -> None:
+    (tmp_path / "counter.py").write_text(COUNTER)
+    config = {**TINY, "fsdp_enable": True, "gradient_accumulation_steps": 2, "max_train_steps": 2,
+              "output_dir": str(tmp_path / "out")}
+    proc = run_distributed(config, tmp_path, [tmp_path / "counter.py"], port=29651, plugins=PLUGINS)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for rank in (0, 1):
+        seen = json.loads((tmp_path / "out" / f"reduce-scatters-rank{rank}.json").read_text())
+        # reduce-scatters done before micro-batches 1, 2 (update 1), 3, 4 (update 2) start, and at the end
+        assert len(seen) == 5 and seen[0] == 0, seen
+        per_update = seen[2]
+        assert seen[1] == 0 and per_update > 0, seen  # the first micro-batch kept its gradients local
+        assert seen[3] == per_update and seen[4] == 2 * per_update, seen
+
+
 @pytest.mark.parametrize(("overrides", "key", "words"), [
     ({"fsdp_enable": True, "grad_clip_method": "value"}, "grad_clip_method", "set grad_clip_method=norm"),
     ({"fsdp_enable": True, "fsdp_version": 1}, "fsdp_version", "use fsdp_version=2"),

@@ -115,3 +115,4 @@ def test_drop_vae_encoder_with_image_to_video_validation_is_refused_up_front(ltx
                 {"id": "text", "type": "local", "dataset_type": "text_embeds", "default": True,
                  "cache_dir": str(tmp_path / "text")}]
     Runner.from_config({**config, "data_backend_config": backends})  # text-to-video validation: no encoder needed
+    Runner.from_config({**config, "validation_disable": True})  # no validation at all: no encoder needed

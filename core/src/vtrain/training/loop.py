@@ -234,6 +234,10 @@ class TrainingLoop:
         acc = self.acc
         batch = {k: (v.to(acc.device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
         with acc.accumulate(self.bundle.forward_model()):
+            if self.sharded and self.config.gradient_accumulation_steps > 1:
+                from vtrain.training.sharding import set_gradient_sync
+
+                set_gradient_sync(self.bundle.model, acc.sync_gradients)
             with acc.autocast():
                 out = self.run.hooks.compute_loss(self.bundle, batch, self.config, state)
             acc.backward(out.loss)

@@ -144,6 +144,17 @@ def is_sharded(model: Any) -> bool:
     return isinstance(model, FSDPModule)
 
 
+def set_gradient_sync(model: Any, sync: bool) -> None:
+    """Whether this backward reduce-scatters (and, with HSDP, all-reduces) the sharded gradients.
+
+    accelerate's ``accumulate`` skips the gradient sync of all micro-batches but the last through the
+    wrapper's ``no_sync``, which an FSDP2 module does not have: without this every micro-batch would
+    reduce-scatter. Unsynced micro-batches keep unsharded gradients until the last one reduces their sum.
+    """
+    if is_sharded(model):
+        model.set_requires_gradient_sync(sync, recurse=True)
+
+
 def local_fraction(model: Any) -> float:
     """Elements this rank holds of the model's parameters (DTensor local shards) / all elements."""
     from torch.distributed.tensor import DTensor

@@ -198,7 +198,9 @@ def describe_run(run: Any) -> list[str] | None:
 
 def _validates_image_to_video(config: Any, family: Any) -> bool:
     """Whether validation will render image-to-video: there are prompts, and some video dataset trains i2v
-    (its ``video.is_i2v``, or the family's default when unset)."""
+    (its ``video.is_i2v``, or the family's default when unset), and validation is not switched off."""
+    if getattr(config, "validation_disable", False):
+        return False
     if not (config.validation_prompt or config.user_prompt_library or config.validation_prompt_library):
         return False
     if not config.data_backend_config:
