@@ -166,20 +166,26 @@ class LossOutput:
     """What ``compute_loss`` returns: the total to back-propagate and its named terms.
 
     Wrappers add terms with :meth:`add_term`; the total is kept equal to the sum of the terms.
-    ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...).
+    ``metrics`` are logged but not optimised (alignment scores, timestep statistics ...); a metric may be a
+    detached 0-dim tensor, which the loop reads after the backward pass (no device sync inside the step).
     ``prediction`` is the model's output in the latents' layout, with its graph, when the family
     offers it (:class:`VelocityPredictor` families do), so a wrapper can add a term on it.
 
     :param loss: the scalar to back-propagate (the sum of ``terms``).
     :param terms: named parts of the loss; each is logged as ``loss/<name>``.
-    :param metrics: numbers logged under their own names (``sigma_mean`` ...), not optimised.
+    :param metrics: numbers (or detached 0-dim tensors) logged under their own names (``sigma_mean`` ...),
+        not optimised.
     :param prediction: the model's output (latents' layout, with its graph), or ``None``.
+    :param predictions: for a :class:`MultiStreamVelocityPredictor` family, the output for each generated
+        :class:`LatentStream` by name (each in its stream's layout, with its graph); ``prediction`` is then the
+        first stream's.
     """
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
     prediction: torch.Tensor | None = None
+    predictions: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def add_term(self, name: str, value: torch.Tensor) -> None:
         """Add ``value`` to the loss as the term ``name`` (logged as ``loss/<name>``); a name is used once."""
@@ -373,3 +379,54 @@ class TokenRouting(Protocol):
     def replace_block_tokens(self, block: Any, output: Any,
                              replace: Callable[[torch.Tensor], torch.Tensor]) -> Any:
         """The block's ``output`` with its routed token sequence ``t`` replaced by ``replace(t)``."""
+
+
+@dataclass(frozen=True)
+class LatentStream:
+    """One latent tensor a flow-matching loss noises and regresses a velocity on (a clip's video, its audio),
+    and the batch keys that carry it. All streams of a sample share its sigma.
+
+    :param name: the stream's name (``video``, ``audio``); keys :attr:`LossOutput.predictions`.
+    :param latents: batch key of the clean latents.
+    :param noise: batch key of the noise (``draw_flow_inputs`` returns it).
+    :param noisy_latents: batch key of a given model input x_t (used instead of interpolating latents and noise).
+    :param loss_weight: batch key of a per-element weight on the squared error (broadcastable to the latents).
+    """
+
+    name: str
+    latents: str
+    noise: str
+    noisy_latents: str
+    loss_weight: str
+
+
+@runtime_checkable
+class MultiStreamVelocityPredictor(Protocol):
+    """Optional family capability: :class:`VelocityPredictor` for a loss over several latent streams (LTX-2's
+    video and audio, denoised together with one sigma per sample). Rollout uses whichever of the two a family offers.
+
+    ``compute_loss`` honours ``draw_flow_inputs``' keys (used as given) and, for each stream, its
+    ``noisy_latents`` key (fixed conditions still made clean; the target stays ``noise - latents``) and its
+    ``loss_weight`` key; its :class:`LossOutput` carries ``predictions`` by stream name.
+    A stream the batch does not generate (absent, or kept clean as a condition) is not listed and stays clean.
+    """
+
+    def latent_streams(self, bundle: ModelBundle, batch: dict[str, Any],
+                       config: ResolvedConfig) -> tuple[LatentStream, ...]:
+        """The streams this batch generates (noised, in the loss), in a fixed order."""
+
+    def draw_flow_inputs(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                         state: TrainState) -> dict[str, Any]:
+        """As :meth:`VelocityPredictor.draw_flow_inputs`: ``sigmas`` ``(B,)``, each listed stream's noise under
+        its ``noise`` key, and the family's own keys, drawn exactly as ``compute_loss`` would."""
+
+    def stream_condition_masks(self, bundle: ModelBundle, batch: dict[str, Any],
+                               config: ResolvedConfig) -> dict[str, torch.Tensor]:
+        """For a batch holding ``draw_flow_inputs``' keys: per stream name, 1 where its latents are a fixed clean
+        condition, broadcastable to them; a stream without any is left out."""
+
+    def predict_stream_velocities(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                                  noisy_latents: Mapping[str, torch.Tensor],
+                                  sigmas: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each listed stream's velocity for the inputs ``noisy_latents`` (by stream name) at ``sigmas`` ``(B,)``,
+        float32 in the stream's layout; otherwise as :meth:`VelocityPredictor.predict_velocity`."""

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-RECIPES = ("config_t2av_lora.json", "config_32gb.json", "config_int8_group_offload.json", "config_ic_lora.json")
+RECIPES = ("config_t2av_lora.json", "config_32gb.json", "config_int8_group_offload.json", "config_nf4_group_offload.json",
+           "config_ic_lora.json")
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -27,6 +28,8 @@ def test_recipe_validates(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: 
         assert all(d.get("conditioning_data_dir") for d in datasets if d.get("dataset_type") == "video")
     if name == "config_32gb.json":  # the reference trainer's 32 GB setup: int8 base, 8-bit optimizer, rank 16
         assert (config.base_model_precision, config.optimizer, config.lora_rank) == ("int8-quanto", "bnb-adamw8bit", 16)
+    if name == "config_nf4_group_offload.json":  # the smaller one: an nf4 base streamed block by block from RAM
+        assert (config.base_model_precision, config.enable_group_offload) == ("nf4-torchao", True)
 
 
 def _blocks(language: str) -> list[str]:

@@ -125,8 +125,8 @@ def test_loss_weights_scale_each_term(prepared: Any) -> None:
     batch = collate([dataset[0], dataset[1]])
     torch.manual_seed(3)
     out = runner.hooks.compute_loss(bundle, batch, runner.config, TrainState(shift_for=lambda s: None))
-    assert out.terms["video_flow"] == pytest.approx(0.5 * out.metrics["video_loss"], rel=1e-5)
-    assert out.terms["audio_flow"] == pytest.approx(2.0 * out.metrics["audio_loss"], rel=1e-5)
+    assert float(out.terms["video_flow"]) == pytest.approx(0.5 * float(out.metrics["video_loss"]), rel=1e-5)
+    assert float(out.terms["audio_flow"]) == pytest.approx(2.0 * float(out.metrics["audio_loss"]), rel=1e-5)
     assert float(out.loss) == pytest.approx(float(out.terms["video_flow"] + out.terms["audio_flow"]), rel=1e-5)
 
 

@@ -107,14 +107,3 @@ def test_fixed_noise_evaluation_fixes_the_audio_noise_too(prepared: Any) -> None
         with torch.no_grad():
             losses.append(float(runner.hooks.compute_loss(bundle, dict(batch), runner.config, TrainState()).loss))
     assert losses[0] == losses[1]
-
-
-def test_rollout_is_refused_with_the_reason(ltx2_config: dict[str, Any]) -> None:
-    """Scheduled sampling needs the VelocityPredictor capability, which ltx2 does not offer yet: refused at start."""
-    pytest.importorskip("vtrain_rollout")
-    from vtrain.errors import ConfigError
-    from vtrain.runner import Runner
-
-    with pytest.raises(ConfigError, match="VelocityPredictor"):
-        Runner.from_config({**ltx2_config, "scheduled_sampling_max_step_offset": 5,
-                            "scheduled_sampling_probability": 0.5})

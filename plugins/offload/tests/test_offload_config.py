@@ -28,6 +28,9 @@ def test_impossible_combinations_are_refused_with_reasons(tinyflow_config: dict,
     assert "model_type=full" in _refused(make_runner, {**group, "model_type": "full"})
     text = _refused(make_runner, {**group, "group_offload_to_disk_path": "off", "base_model_precision": "int8-quanto"})
     assert "safetensors cannot write" in text
+    text = _refused(make_runner, {**group, "base_model_precision": "nf4-bnb"})
+    assert "does not move" in text and "use nf4-torchao" in text
+    make_runner({**group, "base_model_precision": "nf4-torchao"})  # moved whole by the groups: accepted
     text = _refused(make_runner, {**group, "group_offload_type": "leaf_level", "torch_compile": True})
     assert "use group_offload_type=block_level with torch_compile" in text
     assert "unknown attention backend 'fastest'" in _refused(make_runner, {**tinyflow_config,

@@ -13,7 +13,7 @@ import torch
 from vtrain_quant.precisions import PRECISIONS
 from vtrain_quant.quantize import quantize_module, unsupported_reason
 
-CPU_PRECISIONS = ("int8-quanto", "int4-quanto", "fp8-quanto", "int8-torchao", "fp8-torchao", "nf4-bnb")
+CPU_PRECISIONS = ("int8-quanto", "int4-quanto", "fp8-quanto", "int8-torchao", "fp8-torchao", "nf4-torchao", "nf4-bnb")
 
 
 def test_nf4_run_on_a_model_narrower_than_the_block_size_trains_and_validates(
@@ -57,3 +57,33 @@ def test_backend_rules_name_the_shape() -> None:
     assert unsupported_reason("nf4-bnb", 32, 64) is None
     assert "multiple of 16" in unsupported_reason("fp8dq-torchao", 24, 32)
     assert unsupported_reason("int8-quanto", 3, 1) is None
+    assert unsupported_reason("nf4-torchao", 4, 8) == "its 8x4 weight does not fill whole 64-value blocks"
+    assert unsupported_reason("nf4-torchao", 32, 48) is None  # no CPU-kernel row rule: it dequantises
+
+
+@pytest.mark.parametrize("shape", [(48, 32), (512, 256)])
+def test_nf4_torchao_weights_are_nf4_tensors_that_pass_gradients(shape: tuple[int, int]) -> None:
+    """nf4-torchao: the weight becomes torchao's NF4Tensor (64-value blocks; scales double-quantised in blocks of
+    256, or the largest power of two dividing a small layer's block count), F.linear matches the dequantised weight, the input still gets its gradient, and
+    the quantised form is smaller."""
+    from torchao.quantization import NF4Tensor
+
+    from vtrain_quant.quantize import quantized_bytes
+
+    torch.manual_seed(0)
+    out_features, in_features = shape
+    model = torch.nn.Sequential(torch.nn.Linear(in_features, out_features)).requires_grad_(False)
+    plain = model[0].weight.detach().clone()
+    before = quantized_bytes(model)
+    assert quantize_module(model, "nf4-torchao", (), torch.float32) == ["0"]
+    weight = model[0].weight
+    assert isinstance(weight, NF4Tensor) and type(model[0]) is torch.nn.Linear
+    assert weight.scaler_block_size == {24: 8, 2048: 256}[in_features * out_features // 64]
+    dequantised = weight.get_original_weight()
+    assert 0 < float((dequantised - plain).abs().max()) < 0.5 * float(plain.abs().max())
+    x = torch.randn(3, in_features, requires_grad=True)
+    y = model(x)
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, dequantised, model[0].bias))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, dequantised.sum(0).expand(3, -1))
+    assert quantized_bytes(model) < before / 2

@@ -67,16 +67,20 @@ class FamilyContract:
         assert any(g is not None and torch.count_nonzero(g) > 0 for g in grads)
 
     def test_velocity_predictor_keeps_its_promises(self, runner: Any) -> None:
-        """For families offering :class:`vtrain.family.VelocityPredictor` (skipped otherwise): inputs drawn by
+        """For families offering :class:`vtrain.family.VelocityPredictor` or its multi-stream form (skipped
+        otherwise): inputs drawn by
         ``draw_flow_inputs`` train exactly like the loss's own draws, ``noisy_latents`` equal to the analytic
         input and a ``loss_weight`` of ones change nothing, and ``predict_velocity`` is the loss's prediction."""
         import torch
 
         from vtrain.data.base import collate
-        from vtrain.family import TrainState, VelocityPredictor
+        from vtrain.family import MultiStreamVelocityPredictor, TrainState, VelocityPredictor
         from vtrain.flow_matching import noisy_latents
 
         family, hooks, config = runner.family, runner.hooks, runner.config
+        if isinstance(family, MultiStreamVelocityPredictor):
+            self._check_multi_stream_velocity(runner)
+            return
         if not isinstance(family, VelocityPredictor):
             pytest.skip(f"the {family.name!r} family does not offer VelocityPredictor")
         bundle = hooks.load_model(config, family)
@@ -110,6 +114,55 @@ class FamilyContract:
             velocity = family.predict_velocity(bundle, full, x_t, drawn["sigmas"])
         assert velocity.shape == x_t.shape and velocity.dtype == torch.float32
         torch.testing.assert_close(velocity, own.prediction.detach(), rtol=1e-4, atol=1e-5)
+
+    @staticmethod
+    def _check_multi_stream_velocity(runner: Any) -> None:
+        """The same promises for :class:`vtrain.family.MultiStreamVelocityPredictor`, stream by stream."""
+        import torch
+
+        from vtrain.data.base import collate
+        from vtrain.family import TrainState
+        from vtrain.flow_matching import noisy_latents
+
+        family, hooks, config = runner.family, runner.hooks, runner.config
+        bundle = hooks.load_model(config, family)
+        hooks.prepare_model(bundle, config, torch.device("cpu"))
+        dataset = hooks.build_dataset(bundle, config, family)
+        bucket = dataset.bucket_of(0)
+        batch = collate([dataset[i] for i in range(len(dataset)) if dataset.bucket_of(i) == bucket][:2])
+        state = TrainState(max_steps=1, shift_for=lambda shape: hooks.schedule_shift(config, shape))
+
+        def loss(extra: dict[str, Any]) -> Any:
+            torch.manual_seed(0)
+            return family.compute_loss(bundle, {**batch, **extra}, config, state)
+
+        streams = family.latent_streams(bundle, batch, config)
+        assert streams and len({s.name for s in streams}) == len(streams)
+        own = loss({})
+        torch.manual_seed(0)
+        drawn = family.draw_flow_inputs(bundle, dict(batch), config, state)
+        size = batch[streams[0].latents].shape[0]
+        assert drawn["sigmas"].shape == (size,)
+        for stream in streams:
+            assert drawn[stream.noise].shape == batch[stream.latents].shape, stream.name
+        assert torch.equal(loss(drawn).loss, own.loss)
+        x_t = {s.name: noisy_latents(drawn.get(s.latents, batch[s.latents]).float(), drawn[s.noise], drawn["sigmas"])
+               for s in streams}
+        assert torch.equal(loss({**drawn, **{s.noisy_latents: x_t[s.name] for s in streams}}).loss, own.loss)
+        ones = {s.loss_weight: torch.ones_like(x_t[s.name]) for s in streams}
+        assert torch.equal(loss({**drawn, **ones}).loss, own.loss)
+        assert own.prediction is not None and set(own.predictions) == {s.name for s in streams}
+        for stream in streams:
+            assert own.predictions[stream.name].shape == batch[stream.latents].shape, stream.name
+        full = {**batch, **drawn}
+        for name, mask in family.stream_condition_masks(bundle, full, config).items():
+            assert torch.broadcast_shapes(mask.shape, x_t[name].shape) == x_t[name].shape, name
+        with torch.no_grad():
+            velocities = family.predict_stream_velocities(bundle, full, config, x_t, drawn["sigmas"])
+        assert set(velocities) == {s.name for s in streams}
+        for name, velocity in velocities.items():
+            assert velocity.shape == x_t[name].shape and velocity.dtype == torch.float32, name
+            torch.testing.assert_close(velocity, own.predictions[name].detach(), rtol=1e-4, atol=1e-5)
 
     def test_token_routing_keeps_its_promises(self, runner: Any) -> None:
         """For families offering :class:`vtrain.family.TokenRouting` (skipped otherwise): routing every token

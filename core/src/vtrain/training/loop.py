@@ -240,17 +240,19 @@ class TrainingLoop:
                 set_gradient_sync(self.bundle.model, acc.sync_gradients)
             with acc.autocast():
                 out = self.run.hooks.compute_loss(self.bundle, batch, self.config, state)
+            acc.backward(out.loss)
+            # read after the backward pass: a device sync between forward and backward would idle the accelerator
+            # (a non-finite loss still stops the run before the optimizer step)
             loss_value = float(out.loss.detach().float().item())
             if not math.isfinite(loss_value):
                 terms = {name: float(t.detach().float().item()) for name, t in out.terms.items()}
                 raise TrainingError(f"the loss is {loss_value} at step {state.step + 1} "
                                     f"(epoch {state.epoch}, batch {state.batch_in_epoch}); terms: {terms}. "
                                     "Lower learning_rate, enable gradient clipping (max_grad_norm), or check the data")
-            acc.backward(out.loss)
         values = {"loss": loss_value}
         for name, term in out.terms.items():
             values[f"loss/{name}"] = float(term.detach().float().item())
-        values.update(out.metrics)
+        values.update({name: float(value) for name, value in out.metrics.items()})  # 0-dim tensors read here
         return values
 
     def _clip_and_step(self) -> float | None:
@@ -273,7 +275,7 @@ class TrainingLoop:
 
                 grad_norm = clip_grad_norm(acc, self.params, config.max_grad_norm)
             elif config.grad_clip_method == "norm":
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)  # read after the step
             else:
                 torch.nn.utils.clip_grad_value_(self.params, config.max_grad_norm)
         if scaler is not None:
@@ -283,7 +285,7 @@ class TrainingLoop:
             self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return grad_norm
+        return None if grad_norm is None else float(grad_norm)
 
     def _checkpoint(self, state: TrainState) -> None:
         position = LoopPosition(step=state.step, epoch=state.epoch, batch_in_epoch=state.batch_in_epoch,

@@ -1,5 +1,6 @@
-"""The ``ltx2`` family object (follows :class:`vtrain.family.ModelFamily`, :class:`~vtrain.family.HiddenStateCapture`
-, :class:`~vtrain.family.LatentDecoder` and :class:`~vtrain.family.TokenRouting`). Each step lives in its own module; this class wires them."""
+"""The ``ltx2`` family object (follows :class:`vtrain.family.ModelFamily`, :class:`~vtrain.family.HiddenStateCapture`,
+:class:`~vtrain.family.LatentDecoder`, :class:`~vtrain.family.TokenRouting` and
+:class:`~vtrain.family.MultiStreamVelocityPredictor`). Each step lives in its own module; this class wires them."""
 
 from __future__ import annotations
 
@@ -213,3 +214,29 @@ class LTX2Family:
         from vtrain_ltx2.routing import replace_block_tokens
 
         return replace_block_tokens(output, replace)
+
+    def latent_streams(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> Any:
+        """:class:`vtrain.family.MultiStreamVelocityPredictor`: the generated streams (video, audio)."""
+        from vtrain_ltx2.velocity import latent_streams
+
+        return latent_streams(batch, config)
+
+    def draw_flow_inputs(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                         state: TrainState) -> dict[str, Any]:
+        """:class:`vtrain.family.MultiStreamVelocityPredictor`: the step's draws, as ``compute_loss`` makes them."""
+        from vtrain_ltx2.velocity import draw_flow_inputs
+
+        return draw_flow_inputs(bundle, batch, config, state, self.schedule_shift)
+
+    def stream_condition_masks(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig) -> Any:
+        """:class:`vtrain.family.MultiStreamVelocityPredictor`: the video stream's clean condition frames."""
+        from vtrain_ltx2.velocity import stream_condition_masks
+
+        return stream_condition_masks(batch, config)
+
+    def predict_stream_velocities(self, bundle: ModelBundle, batch: dict[str, Any], config: ResolvedConfig,
+                                  noisy_latents: Mapping[str, Any], sigmas: Any) -> dict[str, Any]:
+        """:class:`vtrain.family.MultiStreamVelocityPredictor`: both streams' velocities (unwrapped model)."""
+        from vtrain_ltx2.velocity import predict_stream_velocities
+
+        return predict_stream_velocities(bundle, batch, config, noisy_latents, sigmas, float(self.traits.default_fps))

@@ -110,17 +110,56 @@ def groups(model: torch.nn.Module) -> list[Any]:
     return list(found.values())
 
 
+def moves_whole(tensor: Any) -> bool:
+    """Whether ``tensor`` must be moved whole: a tensor subclass keeping its payload in inner tensors
+    (``__tensor_flatten__``: torchao's ``NF4Tensor``) that diffusers does not swap itself. diffusers assigns
+    ``param.data``, which replaces only the outer wrapper and leaves the inner tensors where they were; it
+    swaps torchao's ``TorchAOBaseTensor`` subclasses whole, but not the others."""
+    from diffusers.hooks.group_offloading import _is_torchao_tensor
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    return is_traceable_wrapper_subclass(tensor) and not _is_torchao_tensor(tensor)
+
+
+def move_whole(tensors: list[Any], device: Any) -> None:
+    """Move each tensor subclass with everything inside it (``.to()``), keeping the Python object (so the
+    module, the group and any dict keyed by it still hold it)."""
+    import torch
+
+    for tensor in tensors:
+        if tensor.device != torch.device(device):
+            torch.utils.swap_tensors(tensor, tensor.to(device))
+
+
 def _restrict(group: Any, movable: set[int]) -> int:
     """Make ``group`` move only the tensors in ``movable``, one by one (``module.to()`` would also move
-    adapters attached later). Returns how many tensors it still moves."""
+    adapters attached later); the ones that must move whole (:func:`moves_whole`) are moved by the group's
+    ``onload_`` / ``offload_`` after diffusers' own transfer. Returns how many tensors it still moves."""
     params, buffers = _group_tensors(group)
     keep_params = [p for p in params if id(p) in movable]
     keep_buffers = [b for b in buffers if id(b) in movable]
+    group._vtrain_whole_params = [p for p in keep_params if moves_whole(p)]
+    group._vtrain_whole_buffers = [b for b in keep_buffers if moves_whole(b)]
+    group._vtrain_whole = [*group._vtrain_whole_params, *group._vtrain_whole_buffers]
+    whole_ids = {id(t) for t in group._vtrain_whole}
     group.modules = []
-    group.parameters, group.buffers = keep_params, keep_buffers
+    group.parameters = [p for p in keep_params if id(p) not in whole_ids]
+    group.buffers = [b for b in keep_buffers if id(b) not in whole_ids]
+    if whole_ids:
+        real_onload, real_offload = group.onload_, group.offload_
+
+        def onload_(group: Any = group, real_onload: Any = real_onload) -> None:
+            real_onload()
+            move_whole(group._vtrain_whole, group.onload_device)
+
+        def offload_(group: Any = group, real_offload: Any = real_offload) -> None:
+            real_offload()
+            move_whole(group._vtrain_whole, group.offload_device)
+
+        group.onload_, group.offload_ = onload_, offload_
     kept = {id(t) for t in (*keep_params, *keep_buffers)}
     if getattr(group, "offload_to_disk_path", None):
-        group.tensor_to_key = {t: k for t, k in group.tensor_to_key.items() if id(t) in kept}
+        group.tensor_to_key = {t: k for t, k in group.tensor_to_key.items() if id(t) in kept and id(t) not in whole_ids}
         group.key_to_tensor = {k: t for t, k in group.tensor_to_key.items()}
     return len(kept)
 
@@ -235,7 +274,9 @@ def keep_resident(model: torch.nn.Module, onload_device: torch.device) -> tuple[
         for tensor in [*model.parameters(), *model.buffers()]:
             if id(tensor) in moving:
                 continue
-            if tensor.device != onload_device:
+            if moves_whole(tensor):  # a quantised weight outside the blocks: ``.data`` would leave its scales
+                move_whole([tensor], onload_device)
+            elif tensor.device != onload_device:
                 tensor.data = tensor.data.to(onload_device)
             resident += 1
     return len(moving), resident
@@ -252,5 +293,9 @@ def _group_tensors(group: Any) -> tuple[list[Any], list[Any]]:
     for p in group.parameters:
         params.setdefault(id(p), p)
     for b in group.buffers:
+        buffers.setdefault(id(b), b)
+    for p in getattr(group, "_vtrain_whole_params", ()):  # moved whole by the group's own onload_ / offload_
+        params.setdefault(id(p), p)
+    for b in getattr(group, "_vtrain_whole_buffers", ()):
         buffers.setdefault(id(b), b)
     return list(params.values()), list(buffers.values())

@@ -40,8 +40,8 @@ def add_options(registry: OptionsRegistry) -> None:
     own = {"category": "quantisation", "choices": CHOICES}
     registry.add("base_model_precision", "str", NO_CHANGE,
                  "Quantise the frozen denoiser's Linear weights: int8/int4/fp8-quanto, int8-torchao, fp8-torchao "
-                 "(weight-only float8), nf4-bnb. fp8dq-torchao (dynamic float8, compute capability 8.9+) is for "
-                 "the text encoders only: it cannot backpropagate. "
+                 "(weight-only float8), nf4-torchao (QLoRA's NF4; works with group offload), nf4-bnb. "
+                 "fp8dq-torchao (dynamic float8, compute capability 8.9+) is for the text encoders only: it cannot backpropagate. "
                  "Norms, embeddings and the input/output projections stay in base_model_default_dtype.", **own)
     registry.add("text_encoder_1_precision", "str", NO_CHANGE, "Quantise the first text encoder (same choices).", **own)
     registry.add("text_encoder_2_precision", "str", NO_CHANGE,

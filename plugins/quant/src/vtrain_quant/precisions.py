@@ -50,6 +50,8 @@ PRECISIONS: dict[str, Precision] = {
         Precision("fp8-torchao", *_TORCHAO),  # weight-only float8: runs everywhere
         # dynamic float8 activations and weights: torch._scaled_mm has no backward
         Precision("fp8dq-torchao", *_TORCHAO, min_capability=(8, 9), trainable=False),
+        # torchao's NF4Tensor: a tensor subclass that moves whole with .to() (group offload can move it)
+        Precision("nf4-torchao", *_TORCHAO, compile_ok=False),
         Precision("nf4-bnb", *_BNB, compile_ok=False),
     )
 }

@@ -46,6 +46,9 @@ def quantizable_linears(module: torch.nn.Module, exclusions: Iterable[str]) -> l
 
 # bitsandbytes quantises the flattened weight in blocks of this many values (its default for 4-bit)
 BNB_BLOCKSIZE = 64
+# torchao's NF4Tensor: 64-value blocks (as bitsandbytes), their scales quantised again in blocks of up to 256
+NF4_BLOCK_SIZE = 64
+NF4_SCALER_BLOCK_SIZE = 256
 # bitsandbytes' CPU kernels repack 4-bit weights in groups of 32 output rows (and pairs of inputs)
 BNB_CPU_ROWS = 32
 FLOAT8_MULTIPLE = 16  # torch._scaled_mm needs both matrix sides a multiple of 16
@@ -65,6 +68,8 @@ def unsupported_reason(precision: str, in_features: int, out_features: int) -> s
         if out_features % BNB_CPU_ROWS or in_features % 2:
             return f"bitsandbytes needs out_features a multiple of {BNB_CPU_ROWS} and an even in_features " \
                    f"(it has {out_features} and {in_features})"
+    if precision == "nf4-torchao" and (in_features * out_features) % NF4_BLOCK_SIZE:
+        return f"its {out_features}x{in_features} weight does not fill whole {NF4_BLOCK_SIZE}-value blocks"
     if precision == "fp8dq-torchao" and (in_features % FLOAT8_MULTIPLE or out_features % FLOAT8_MULTIPLE):
         return f"float8 matrix multiplies need both sides a multiple of {FLOAT8_MULTIPLE} " \
                f"(it is {out_features}x{in_features})"
@@ -93,6 +98,8 @@ def quantize_module(module: torch.nn.Module, precision: str, exclusions: Iterabl
     library = PRECISIONS[precision].library
     if library == "quanto":
         _quanto(module, precision, names)
+    elif precision == "nf4-torchao":
+        _torchao_nf4(module, names)
     elif library == "torchao":
         _torchao(module, precision, names)
     elif library == "bnb":
@@ -141,6 +148,24 @@ def _torchao(module: torch.nn.Module, precision: str, names: list[str]) -> None:
               "fp8dq-torchao": Float8DynamicActivationFloat8WeightConfig}[precision]()
     wanted = set(names)
     quantize_(module, config, filter_fn=lambda _child, fqn: fqn in wanted)
+
+
+def _torchao_nf4(module: torch.nn.Module, names: list[str]) -> None:
+    """Replace each Linear's weight by torchao's ``NF4Tensor`` (QLoRA's NF4 with double-quantised scales; the
+    Linear class stays, ``F.linear`` dequantises on the fly and passes gradients to the input). The scales are
+    quantised in blocks of 256 block scales, or the largest power of two dividing the block count when it has
+    fewer (small layers)."""
+    import math
+
+    import torch
+    from torchao.quantization import to_nf4
+
+    for name in names:
+        layer = module.get_submodule(name)
+        weight = layer.weight.data
+        blocks = weight.numel() // NF4_BLOCK_SIZE
+        scaler_block = math.gcd(NF4_SCALER_BLOCK_SIZE, blocks)
+        layer.weight = torch.nn.Parameter(to_nf4(weight, NF4_BLOCK_SIZE, scaler_block), requires_grad=False)
 
 
 def _bnb_nf4(module: torch.nn.Module, names: list[str], compute_dtype: torch.dtype) -> None:

@@ -3,7 +3,8 @@
 For a share of the batch the model first denoises, with its current weights and no gradient, from a
 noisier sigma_src down to the training sigma, and trains on that self-generated input instead of the
 analytic one (exposure bias). The plugin knows no model family: it needs
-:class:`vtrain.family.VelocityPredictor`, and refuses the configuration when the family lacks it.
+:class:`vtrain.family.VelocityPredictor` (or :class:`~vtrain.family.MultiStreamVelocityPredictor`, whose streams
+are rolled out together: :mod:`vtrain_rollout.streams`), and refuses the configuration when the family lacks both.
 
 Hooks, in run order:
 
@@ -77,16 +78,17 @@ def add_options(registry: Any) -> None:
 
 @hookimpl
 def validate_config(config: Any, family: Any, problems: Any) -> None:
-    from vtrain.family import VelocityPredictor
     from vtrain_rollout.settings import RolloutSettings
+    from vtrain_rollout.streams import offers_velocity
 
     settings = RolloutSettings.from_config(config)
-    if settings.enabled and not isinstance(family, VelocityPredictor):
+    if settings.enabled and not offers_velocity(family):
         missing = [name for name in ("draw_flow_inputs", "fixed_condition_mask", "predict_velocity")
                    if not callable(getattr(family, name, None))]
         problems.add("scheduled_sampling_max_step_offset",
                      f"rollout (plugin rollout) needs the model family to offer {', '.join(missing)} "
-                     f"(vtrain.family.VelocityPredictor), and the {family.name!r} family does not",
+                     f"(vtrain.family.VelocityPredictor, or MultiStreamVelocityPredictor for several latent "
+                     f"streams), and the {family.name!r} family does not",
                      f"set scheduled_sampling_max_step_offset=0, or use a family that predicts velocities "
                      f"(model_family={family.name})")
     if config.scheduled_sampling_ramp_steps > 0 and config.scheduled_sampling_probability > 0:

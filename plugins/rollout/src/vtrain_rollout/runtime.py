@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from vtrain_rollout.samplers import EVALUATIONS_PER_STEP
 from vtrain_rollout.settings import RolloutSettings
+from vtrain_rollout.streams import StreamView
 
 if TYPE_CHECKING:
     from vtrain.family import LossOutput, ModelBundle
@@ -42,22 +43,23 @@ class RolloutRuntime:
         settings, family = self.settings, self.family
         inputs = family.draw_flow_inputs(bundle, batch, config, state)
         batch.update(inputs)
-        x0 = batch["latents"].float()
-        sigmas, noise = inputs["sigmas"], inputs["noise"]
+        view = StreamView.of(family, bundle, batch, config)
+        x0 = view.clean(batch)
+        sigmas, noise = inputs["sigmas"], view.noise(inputs)
         steps = draw_steps(x0.shape[0], probability, settings.max_step_offset, x0.device, settings.strategy)
-        mask = family.fixed_condition_mask(bundle, batch)
-        result = roll_out(lambda sub, x, at: family.predict_velocity(bundle, sub, x, at), batch, x0, noise, sigmas,
+        mask = view.condition_mask(bundle, batch)
+        result = roll_out(lambda sub, x, at: view.predict(bundle, sub, x, at), batch, x0, noise, sigmas,
                           steps, settings.sampler, train_timesteps(bundle), mask, settings.order)
         rolled = result.rolled
-        self.pending = {"rolled": rolled, "steps": result.steps}
+        self.pending = {"rolled": rolled, "steps": result.steps, "view": view}
         if bool(rolled.any()):
-            batch["noisy_latents"] = result.noisy_latents
+            view.put(batch, "noisy_latents", result.noisy_latents)
             if settings.reflexflow:
                 from vtrain.flow_matching import noisy_latents
 
                 analytic = noisy_latents(x0, noise, sigmas)
-                batch["loss_weight"] = compensation_weight(result.noisy_latents, analytic, rolled, mask,
-                                                           settings.alpha, settings.beta2)
+                view.put(batch, "loss_weight", compensation_weight(result.noisy_latents, analytic, rolled, mask,
+                                                                   settings.alpha, settings.beta2))
                 self.pending.update(x_hat=result.noisy_latents, x0=x0, sigmas=sigmas, mask=mask,
                                     exposure=exposure_bias(result.noisy_latents, analytic, rolled, mask))
         if x0.device.type == "cuda":
@@ -69,12 +71,14 @@ class RolloutRuntime:
         pending, self.pending = self.pending, {}
         rolled, steps = pending["rolled"], pending["steps"]
         if "x_hat" in pending and self.settings.beta1 > 0:
-            if out.prediction is None:
+            prediction = pending["view"].prediction(out)
+            if prediction is None:
                 raise RuntimeError(f"rollout: the {self.family.name!r} family's compute_loss returned no prediction; "
-                                   "a VelocityPredictor family sets LossOutput.prediction (ReflexFlow needs it)")
+                                   "a VelocityPredictor family sets LossOutput.prediction (a multi-stream one "
+                                   "LossOutput.predictions; ReflexFlow needs it)")
             from vtrain_rollout.reflexflow import anti_drift
 
-            term = anti_drift(out.prediction, pending["x_hat"], pending["x0"], pending["sigmas"], rolled,
+            term = anti_drift(prediction, pending["x_hat"], pending["x0"], pending["sigmas"], rolled,
                               pending["mask"])
             out.add_term("reflexflow_adr", self.settings.beta1 * term)
         if "exposure" in pending:
