@@ -88,7 +88,6 @@ def test_one_euler_step_moves_both_streams_together(prepared: Any, monkeypatch: 
     """k = 1 for every sample: the rolled-out input of each stream is x_src + (σ - σ_src) v(x_src, σ_src), with one
     model call for both streams, without gradients; the loss is then trained on that input."""
     import vtrain_rollout.rollout as rollout_module
-
     from vtrain.family import TrainState
     from vtrain.flow_matching import noisy_latents
 
@@ -138,9 +137,9 @@ def test_fixed_parts_stay_clean_in_every_rollout_forward(prepared: Any, mode: st
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A frozen audio stream, the clean first frame and IC-LoRA reference tokens are clean at timestep 0 in each
     no-grad rollout forward (two RK4 steps of both samples: 8 forwards) and in the training forward."""
-    import vtrain_rollout.rollout as rollout_module
     from diffusers import LTX2Pipeline
 
+    import vtrain_rollout.rollout as rollout_module
     from vtrain.family import TrainState
 
     monkeypatch.setattr(rollout_module, "draw_steps", lambda size, p, top, device: torch.full((size,), 2))

@@ -9,12 +9,8 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from vtrain_ltxvideo.adapters import LYCORIS_KEY
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +20,6 @@ if TYPE_CHECKING:
 
 DIFFUSERS_LORA = "pytorch_lora_weights.safetensors"
 COMFY_LORA = "pytorch_lora_weights_comfyui.safetensors"
-LYCORIS_WEIGHTS = "lycoris_weights.safetensors"
 COMFY_PREFIX = "diffusion_model."
 # diffusers module names -> the original LTX-Video names ComfyUI uses (the inverse of diffusers'
 # single-file conversion).
@@ -58,18 +53,16 @@ def comfy_state_dict(lora_state: dict[str, torch.Tensor], alpha: float) -> dict[
     return out
 
 
-def _cpu(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-
-
 def save_lora(bundle: ModelBundle, output_dir: Path) -> list[Path]:
     from diffusers import LTXPipeline
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
+    from vtrain.adapter_files import cpu_state
+
     model = bundle.model
     peft_config = model.peft_config["default"]
-    state = _cpu(get_peft_model_state_dict(model))
+    state = cpu_state(get_peft_model_state_dict(model))
     LTXPipeline.save_lora_weights(output_dir, transformer_lora_layers=state,
                                   transformer_lora_adapter_metadata=peft_config.to_dict())
     comfy = output_dir / COMFY_LORA
@@ -78,42 +71,8 @@ def save_lora(bundle: ModelBundle, output_dir: Path) -> list[Path]:
     return [output_dir / DIFFUSERS_LORA, comfy]
 
 
-def save_lycoris(bundle: ModelBundle, output_dir: Path) -> list[Path]:
-    import torch
-
-    network = bundle.extra_trainables[LYCORIS_KEY]
-    weights = output_dir / LYCORIS_WEIGHTS
-    settings = bundle.meta.get("lycoris_settings", {})
-    network.save_weights(str(weights), torch.float32, {"lycoris_config": json.dumps(settings)})
-    config_path = output_dir / "lycoris_config.json"
-    config_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    return [weights, config_path]
-
-
-def save_extras(bundle: ModelBundle, output_dir: Path) -> list[Path]:
-    from safetensors.torch import save_file
-
-    paths = []
-    for name, module in bundle.extra_trainables.items():
-        if name == LYCORIS_KEY:
-            continue
-        path = output_dir / f"{name}.safetensors"
-        save_file(_cpu(module.state_dict()), str(path))
-        paths.append(path)
-    return paths
-
-
 def save_model(bundle: ModelBundle, config: ResolvedConfig, output_dir: Path) -> list[Path]:
-    """Write the adapter or model for ``config.model_type`` / ``lora_type``; return the paths written."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if config.model_type == "full":
-        folder = output_dir / "transformer"
-        if folder.exists():
-            shutil.rmtree(folder)
-        bundle.model.save_pretrained(folder, safe_serialization=True)
-        paths = sorted(folder.iterdir())
-    elif config.lora_type == "lycoris":
-        paths = save_lycoris(bundle, output_dir)
-    else:
-        paths = save_lora(bundle, output_dir)
-    return paths + save_extras(bundle, output_dir)
+    """Write the adapter or model for ``model_type`` / ``lora_type``; return the paths written."""
+    from vtrain.adapter_files import save_trained
+
+    return save_trained(bundle, config, output_dir, save_lora)
