@@ -51,7 +51,8 @@ def test_services_are_entry_points_that_can_be_blocked(tinyflow_config):
     from vtrain.runner import Runner
 
     points = {ep.name: ep.value for ep in metadata.entry_points(group="vtrain") if ep.value.startswith("vtrain.services")}
-    assert set(points) == {"optimizers", "ema", "eval_loss", "trackers", "webhooks", "hub"}
+    assert set(points) == {"optimizers", "ema", "eval_loss", "trackers", "webhooks", "hub", "validation_adapters",
+                           "validation_inputs"}
     # only tinyflow and the services autoload here (-p no: for every other entry point)
     others = [ep.name for ep in metadata.entry_points(group="vtrain") if ep.name not in points and ep.name != "tinyflow"]
     runner = Runner.from_config(tinyflow_config, blocked=[*others, "ema"])

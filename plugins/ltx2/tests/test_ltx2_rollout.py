@@ -91,7 +91,7 @@ def test_one_euler_step_moves_both_streams_together(prepared: Any, monkeypatch: 
     from vtrain.family import TrainState
     from vtrain.flow_matching import noisy_latents
 
-    monkeypatch.setattr(rollout_module, "draw_steps", lambda size, p, top, device: torch.ones(size, dtype=torch.long))
+    monkeypatch.setattr(rollout_module, "draw_steps", lambda size, p, top, device, strategy="uniform": torch.ones(size, dtype=torch.long))
     runner, bundle = prepared({**ROLLOUT, "scheduled_sampling_sampler": "euler",
                                "scheduled_sampling_reflexflow": False})
     family, config = runner.family, runner.config
@@ -142,7 +142,7 @@ def test_fixed_parts_stay_clean_in_every_rollout_forward(prepared: Any, mode: st
     import vtrain_rollout.rollout as rollout_module
     from vtrain.family import TrainState
 
-    monkeypatch.setattr(rollout_module, "draw_steps", lambda size, p, top, device: torch.full((size,), 2))
+    monkeypatch.setattr(rollout_module, "draw_steps", lambda size, p, top, device, strategy="uniform": torch.full((size,), 2))
     runner, bundle = prepared({**MODES[mode], **ROLLOUT, "scheduled_sampling_sampler": "rk4"})
     batch = _batch(runner, bundle, mode)
     calls, handle = _record(bundle.model)
