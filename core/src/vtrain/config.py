@@ -224,6 +224,7 @@ def resolve_config(
     chosen = _chosen_family(layers, aliases)
     traits = getattr(table.get(chosen or ""), "traits", None)
     own_sections = tuple(getattr(traits, "simpletuner_sections", ()) or ())
+    own_refusals = dict(getattr(traits, "simpletuner_refusals", {}) or {})
     problems = ProblemCollector()
     values: dict[str, Any] = {option.name: option.default for option in registry}
     sources: dict[str, str] = {}
@@ -241,12 +242,12 @@ def resolve_config(
                 raw_value = aliases[raw_value.strip()]
             if canonical is not None and _belongs_to_other_family(registry[canonical], chosen, table) \
                     and key in _simpletuner_keys():  # declared for another family: SimpleTuner may accept it here
-                verdict = _simpletuner_verdict(registry, key, raw_value, own_sections)
+                verdict = _simpletuner_verdict(registry, key, raw_value, own_sections, own_refusals)
                 if verdict is not None and verdict.kind == "notice":
                     notices.append(f"{where}: accepted, no effect in vtrain: {verdict.reason}")
                     continue
             if canonical is None:
-                verdict = _simpletuner_verdict(registry, key, raw_value, own_sections)
+                verdict = _simpletuner_verdict(registry, key, raw_value, own_sections, own_refusals)
                 if verdict is None:
                     _report_unknown_key(problems, registry, key, where)
                     continue
@@ -368,7 +369,8 @@ def _simpletuner_keys() -> Mapping[str, Any]:
     return SIMPLETUNER_KEYS
 
 
-def _simpletuner_verdict(registry: OptionsRegistry, key: str, value: Any, own_sections: tuple[str, ...] = ()) -> Any:
+def _simpletuner_verdict(registry: OptionsRegistry, key: str, value: Any, own_sections: tuple[str, ...] = (),
+                         own_refusals: Mapping[str, str] | None = None) -> Any:
     """How SimpleTuner's reading of ``key`` carries over (None: SimpleTuner does not know it either).
 
     A key of a vtrain plugin that is not installed is reported as such, not as SimpleTuner's.
@@ -381,7 +383,7 @@ def _simpletuner_verdict(registry: OptionsRegistry, key: str, value: Any, own_se
         plugin_loaded = prefix is not None and any(name.startswith(prefix) for name in registry.names())
         if not plugin_loaded:  # the plugin that declares the key is missing or blocked: say so
             return None
-    verdict = classify(key, value, own_sections)
+    verdict = classify(key, value, own_sections, own_refusals)
     if verdict.kind == "unknown" or (verdict.kind == "alias" and verdict.target not in registry):
         return None
     return verdict

@@ -83,6 +83,8 @@ class FamilyTraits:
         it, such as SimpleTuner's ``ltxvideo2``); the config is read as if the family's own name were given.
     :param simpletuner_sections: SimpleTuner settings sections that belong to this family (``ltxvideo2``):
         their keys are this family's SimpleTuner settings, not another family's, when it is selected.
+    :param simpletuner_refusals: SimpleTuner key -> what to use instead, for SimpleTuner settings of this
+        family that vtrain expresses with other keys (refused with that fix when set to a non-default value).
     """
 
     frame_factor: int = 1
@@ -103,6 +105,7 @@ class FamilyTraits:
     unmasked_attention: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     simpletuner_sections: tuple[str, ...] = ()
+    simpletuner_refusals: Mapping[str, str] = field(default_factory=dict)
 
 
 def family_aliases(families: Mapping[str, Any]) -> dict[str, str]:

@@ -12,6 +12,7 @@ lists these keys (a test keeps it complete).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from vtrain.simpletuner_keys import SIMPLETUNER_KEYS
@@ -93,9 +94,6 @@ NO_EFFECT: dict[str, str] = {
                                "changed, so there is no stored dataset config to override",
 }
 
-_LTX2_CONDITIONS = ("vtrain's ltx2 conditions are ltx2_i2v_probability (a clean first frame), ltx2_extension_frames "
-                    "with ltx2_extension_from (clean frames at the start or the end) and ltx2_ic_lora (a reference "
-                    "clip, scaled by the dataset's conditioning_downscale)")
 _RAMTORCH = ("RamTorch is not part of vtrain; for CPU-resident transformer weights use enable_group_offload with "
              "group_offload_type leaf_level (each layer streamed from CPU RAM for its forward, as RamTorch does) or "
              "musubi_blocks_to_swap")
@@ -143,19 +141,6 @@ REFUSED: dict[str, str] = {
     "sdnq_use_hadamard": _SDNQ, "sdnq_hadamard_group_size": _SDNQ, "sdnq_group_size": _SDNQ,
     "sdnq_compile_mode": _SDNQ, "sdnq_use_quantized_matmul": _SDNQ, "sdnq_weights_dtype": _SDNQ,
     "sdnq_quantized_matmul_dtype": _SDNQ,
-    # SimpleTuner's LTX-2 (ltxvideo2) settings vtrain's ltx2 family expresses differently
-    "ltx2_intrinsic_conditioning": _LTX2_CONDITIONS,
-    "ltx2_prefix_conditioning_probability": _LTX2_CONDITIONS, "ltx2_prefix_conditioning_frames": _LTX2_CONDITIONS,
-    "ltx2_suffix_conditioning_probability": _LTX2_CONDITIONS, "ltx2_suffix_conditioning_frames": _LTX2_CONDITIONS,
-    "ltx2_mask_conditioning_probability": _LTX2_CONDITIONS,
-    "ltx2_reference_spatial_scale_factor": "set conditioning_downscale in the dataset of an ltx2_ic_lora run",
-    "ltx2_reference_temporal_scale_factor": "vtrain's IC-LoRA references keep the target's frame count",
-    "ltx2_validation_pipeline_mode": "vtrain validates with the single-stage LTX2Pipeline (no spatial upscaler pass)",
-    "ltx2_validation_spatial_upsampler_model": "vtrain validates with the single-stage LTX2Pipeline",
-    "ltx2_validation_spatial_upsampler_filename": "vtrain validates with the single-stage LTX2Pipeline",
-    "ltx2_validation_audio_guidance": "validation uses validation_guidance for both the video and the audio stream",
-    "validation_audio_only": "set ltx2_video to off to train and validate the audio stream alone",
-    "validation_ltx2_video_conditioning": "use ltx2_validation_image for image-to-video validation",
 }
 
 #: SimpleTuner settings sections that belong to one model family. A family claims its own through
@@ -193,9 +178,11 @@ def _same(value: Any, default: Any) -> bool:
     return text == str(default).strip().lower()
 
 
-def classify(key: str, value: Any, own_sections: tuple[str, ...] = ()) -> Verdict:
+def classify(key: str, value: Any, own_sections: tuple[str, ...] = (),
+             own_refusals: Mapping[str, str] | None = None) -> Verdict:
     """Read ``key`` (not a declared vtrain key) set to ``value`` as SimpleTuner would; ``own_sections`` are the
-    SimpleTuner sections the selected family claims (their keys are not another family's)."""
+    SimpleTuner sections the selected family claims (their keys are not another family's), ``own_refusals`` its
+    reasons for SimpleTuner keys it expresses differently (the family's ``simpletuner_refusals`` trait)."""
     if key in ALIASES:
         return Verdict("alias", target=ALIASES[key])
     if key == "flow_use_uniform_schedule":
@@ -216,8 +203,9 @@ def classify(key: str, value: Any, own_sections: tuple[str, ...] = ()) -> Verdic
     if _same(value, default):
         return Verdict("notice", reason=f"SimpleTuner's default value ({default!r}); vtrain has no such setting "
                                         "and behaves as that default does")
-    if key in REFUSED:
-        return Verdict("refuse", reason=f"SimpleTuner's {key} is not implemented in vtrain", fix=REFUSED[key])
+    fix = (own_refusals or {}).get(key) or REFUSED.get(key)
+    if fix:
+        return Verdict("refuse", reason=f"SimpleTuner's {key} is not implemented in vtrain", fix=fix)
     return Verdict("refuse", reason=f"SimpleTuner's {key} ({section} settings) is not implemented in vtrain, so a value "
                                     f"other than SimpleTuner's default ({default!r}) cannot be honoured",
                    fix="remove the key (see docs/differences-from-simpletuner.md)")

@@ -291,3 +291,12 @@ def test_no_key_of_a_published_ltx2_config_is_unknown(name: str, ltx2_config: di
     assert not [k for k, text in problems.items() if "unknown key" in text], problems
     assert set(problems) <= EXPECTED_REFUSALS, problems
     assert all(text.split(" | ", 1)[1] for text in problems.values())  # every refusal says what to do
+
+
+def test_the_family_refusals_are_simpletuner_keys_listed_in_the_differences_page() -> None:
+    from vtrain.simpletuner_keys import SIMPLETUNER_KEYS
+    from vtrain_ltx2.simpletuner import SIMPLETUNER_REFUSALS
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "differences-from-simpletuner.md").read_text()
+    assert [key for key in SIMPLETUNER_REFUSALS if key not in SIMPLETUNER_KEYS] == []
+    assert [key for key in SIMPLETUNER_REFUSALS if f"`{key}`" not in page] == []

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from vtrain.family import FamilyTraits
 from vtrain_ltx2.options import FAMILY
+from vtrain_ltx2.simpletuner import SIMPLETUNER_REFUSALS
 
 if TYPE_CHECKING:
     from vtrain.config import ResolvedConfig
@@ -42,7 +43,8 @@ class LTX2Family:
                             quantization_exclusions=QUANTIZATION_EXCLUSIONS, i2v_default=False,
                             dataset_validation=True, audio_sample_rate=sample_rate, audio_channels=channels,
                             repeated_block_classes=("LTX2VideoTransformerBlock",),
-                            aliases=SIMPLETUNER_NAMES, simpletuner_sections=SIMPLETUNER_NAMES)
+                            aliases=SIMPLETUNER_NAMES, simpletuner_sections=SIMPLETUNER_NAMES,
+                            simpletuner_refusals=SIMPLETUNER_REFUSALS)
 
     # -- loading -------------------------------------------------------------------------------
 
