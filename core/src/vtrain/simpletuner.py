@@ -11,8 +11,8 @@ lists these keys (a test keeps it complete).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from vtrain.simpletuner_keys import SIMPLETUNER_KEYS
