@@ -18,11 +18,12 @@ import argparse
 import json
 import math
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from step_harness import alternate_rounds, parse_step_args, steady
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -178,10 +179,6 @@ def minimal_steps(model_dir: Path, samples: list[dict[str, Any]], steps: int, ar
     return times
 
 
-def steady(times: list[float], warmup: int) -> float:
-    return statistics.median(times[warmup:])
-
-
 def forward_flops(model: Any, video_tokens: int, audio_tokens: int, text_tokens: int) -> float:
     """Matmul FLOPs of one forward: every block Linear times the tokens of its stream, plus attention scores."""
     import torch
@@ -214,16 +211,8 @@ def run_tiny(args: argparse.Namespace) -> None:
     model_dir = make_pipeline_folder(Path(tempfile.mkdtemp(prefix="tiny-ltx2-")) / "model", seed=0)
     # 48 video tokens (3 latent frames of 4x4) and 13 audio tokens a sample, 32 text tokens
     samples = cached_samples(8, (8, 3, 4, 4), (13, 8), (32, 32, 32), seed=0)
-    floors, ours = [], []
-    for _ in range(args.rounds):  # alternate, and keep each side's best median: load on the machine only adds time
-        floors.append(steady(minimal_steps(model_dir, samples, args.steps, args), args.warmup))
-        ours.append(steady(vtrain_steps(model_dir, samples, args.steps, args), args.warmup))
-    result = {"mode": "tiny-cpu", "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
-              "rounds": args.rounds, "minimal_s_per_step": min(floors), "vtrain_s_per_step": min(ours)}
-    result["ratio"] = result["vtrain_s_per_step"] / result["minimal_s_per_step"]
-    result["round_ratios"] = [ours[i] / floors[i] for i in range(args.rounds)]
-    result["minimal_rounds"], result["vtrain_rounds"] = floors, ours
-    result["load_average"] = os.getloadavg()
+    result = alternate_rounds(lambda: minimal_steps(model_dir, samples, args.steps, args),
+                              lambda: vtrain_steps(model_dir, samples, args.steps, args), args)
     print(json.dumps(result))
 
 
@@ -258,24 +247,8 @@ def run_full(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=None, help="timed + warm-up steps (tiny 120, full 8)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (tiny 10, full 3)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="tiny: alternate the two loops this many times")
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--model-dir", default=None, help="full: reuse a folder written by make-tiny --size full")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100/H200: 989)")
-    args = parser.parse_args()
-    full = args.size == "full"
-    args.steps = args.steps or (8 if full else 120)
-    args.warmup = args.warmup if args.warmup is not None else (3 if full else 10)
-    args.mixed_precision = "bf16" if full else "no"
-    args.dtype = "bf16" if full else "fp32"
-    args.gradient_checkpointing = full
-    (run_full if full else run_tiny)(args)
+    args = parse_step_args(__doc__, tiny_steps=120, full_steps=8)
+    (run_full if args.size == "full" else run_tiny)(args)
 
 
 if __name__ == "__main__":

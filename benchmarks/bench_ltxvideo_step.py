@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from step_harness import alternate_rounds, parse_step_args, steady
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -119,10 +120,6 @@ def minimal_steps(model_dir: Path, samples: list[dict[str, Any]], steps: int, ar
     return times
 
 
-def steady(times: list[float], warmup: int) -> float:
-    return statistics.median(times[warmup:])
-
-
 def ltx_step_flops(config: Any, tokens: int, text_tokens: int, rank: int, batch: int = 1,
                    checkpointing: bool = True) -> dict[str, float]:
     """Matmul FLOPs of one LoRA training step of LTX-Video's transformer, from its real shapes.
@@ -181,13 +178,8 @@ def run_tiny(args: argparse.Namespace) -> None:
     model_dir = make_pipeline_folder(Path(tempfile.mkdtemp(prefix="tiny-ltx-")) / "model", seed=0)
     # 48 tokens a sample, as the reference measurement in the project's facts: 3 latent frames of 4x4
     samples = cached_samples(8, 8, (3, 4, 4), 32, seed=0)
-    floors, ours = [], []
-    for _ in range(args.rounds):  # alternate, and keep each side's best median: load on the machine only adds time
-        floors.append(steady(minimal_steps(model_dir, samples, args.steps, args), args.warmup))
-        ours.append(steady(vtrain_steps(model_dir, samples, args.steps, args), args.warmup))
-    result = {"mode": "tiny-cpu", "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
-              "rounds": args.rounds, "minimal_s_per_step": min(floors), "vtrain_s_per_step": min(ours)}
-    result["ratio"] = result["vtrain_s_per_step"] / result["minimal_s_per_step"]
+    result = alternate_rounds(lambda: minimal_steps(model_dir, samples, args.steps, args),
+                              lambda: vtrain_steps(model_dir, samples, args.steps, args), args)
     print(json.dumps(result))
 
 
@@ -221,24 +213,8 @@ def run_full(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=None, help="timed + warm-up steps (tiny 60, full 12)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (tiny 10, full 3)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="tiny: alternate the two loops this many times")
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--model-dir", default=None, help="full: reuse a folder written by make-tiny --size full")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100/H200: 989)")
-    args = parser.parse_args()
-    full = args.size == "full"
-    args.steps = args.steps or (12 if full else 200)
-    args.warmup = args.warmup if args.warmup is not None else (3 if full else 10)
-    args.mixed_precision = "bf16" if full else "no"
-    args.dtype = "bf16" if full else "fp32"
-    args.gradient_checkpointing = full
-    (run_full if full else run_tiny)(args)
+    args = parse_step_args(__doc__, tiny_steps=200, full_steps=12)
+    (run_full if args.size == "full" else run_tiny)(args)
 
 
 if __name__ == "__main__":
