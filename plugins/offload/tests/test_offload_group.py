@@ -17,13 +17,9 @@ from vtrain_ltxvideo.synthetic import SyntheticDataPlugin
 
 
 def _prepare(config: dict[str, Any]) -> tuple[Any, Any]:
-    from vtrain.runner import Runner
+    from vtrain.testing.helpers import prepare_bundle
 
-    runner = Runner.from_config(config)
-    torch.manual_seed(3)  # the same LoRA initialisation in every run
-    bundle = runner.hooks.load_model(runner.config, runner.family)
-    runner.hooks.prepare_model(bundle, runner.config, torch.device("cpu"))
-    return runner, bundle
+    return prepare_bundle(config, seed=3)  # the same LoRA initialisation in every run
 
 
 def _train(runner: Any, bundle: Any, steps: int) -> list[float]:

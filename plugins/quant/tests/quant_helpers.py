@@ -9,12 +9,9 @@ import torch
 
 def prepare(config: dict[str, Any], plugins: list[Any] | None = None) -> tuple[Any, Any]:
     """(runner, bundle) with the model loaded and every preparation phase run, on the CPU."""
-    from vtrain.runner import Runner
+    from vtrain.testing.helpers import prepare_bundle
 
-    runner = Runner.from_config(config, plugins=plugins or [])
-    bundle = runner.hooks.load_model(runner.config, runner.family)
-    runner.hooks.prepare_model(bundle, runner.config, torch.device("cpu"))
-    return runner, bundle
+    return prepare_bundle(config, plugins)
 
 
 def fixed_noise_loss(runner: Any, bundle: Any, samples: list[dict[str, Any]]) -> float:

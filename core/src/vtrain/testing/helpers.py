@@ -10,6 +10,22 @@ from pathlib import Path
 from typing import Any
 
 
+def prepare_bundle(config: dict[str, Any], plugins: list[Any] | None = None,
+                   seed: int | None = None) -> tuple[Any, Any]:
+    """(runner, bundle): the model loaded and every preparation phase run, on the CPU; ``seed`` seeds torch
+    just before loading (the same adapter initialisation in every run)."""
+    import torch
+
+    from vtrain.runner import Runner
+
+    runner = Runner.from_config(config, plugins=plugins or [])
+    if seed is not None:
+        torch.manual_seed(seed)
+    bundle = runner.hooks.load_model(runner.config, runner.family)
+    runner.hooks.prepare_model(bundle, runner.config, torch.device("cpu"))
+    return runner, bundle
+
+
 def train_steps(runner: Any, bundle: Any, samples: list[dict[str, Any]], steps: int, lr: float) -> list[float]:
     """``steps`` plain AdamW updates of a prepared ``bundle`` on pairs of ``samples`` through the run's
     ``compute_loss`` hook (no loop, no shift); returns the losses. Seeded, so two calls compare."""
